@@ -36,6 +36,12 @@ def check_output_path(path: str | os.PathLike, *, force: bool) -> Path:
     return p
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, force: bool) -> Iterator[Path]:
     """Yield a temporary path in the destination folder; rename it onto `path` only if the block succeeds.
@@ -47,6 +53,7 @@ def atomic_path(path: str | os.PathLike, *, force: bool) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; a written model should be readable like any file
     try:
         yield tmp
         if dest.exists() and not force:  # someone else created it meanwhile

@@ -233,10 +233,13 @@ def model_stats(model: "SparseMLP") -> ModelStats:
     bytes_fp32 = 0
     bytes_int8 = 0
     counts: dict[str, int] = {name: 0 for name in ACTIVATIONS}
+    source_live = np.ones(model.n_inputs, dtype=bool)
     for i, layer in enumerate(model.layers):
         is_hidden = i < len(model.hidden)
         live = layer.mask
-        nz = int(np.count_nonzero(layer.weight[:, live]))
+        # A weight counts only between two live neurons: a gated-off neuron's in- and out-weights do no work.
+        nz = int(np.count_nonzero(layer.weight[np.ix_(source_live, live)]))
+        source_live = live
         nonzero_weights += nz
         nonzero_params += nz + (int(live.sum()) if is_hidden else layer.n_out)
         dense_macs += layer.n_in * layer.n_out

@@ -1,0 +1,174 @@
+"""Tabular data: read CSV (with a header) or NPZ into a checked float table; select features and targets."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .files import check_input_file
+
+__all__ = ["Table", "read_table", "check_finite", "select_columns", "model_rows"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A numeric table: `values` is (rows, columns) float64, `columns` the header names, `path` the source."""
+
+    path: str
+    columns: tuple[str, ...]
+    values: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.values.shape[0])
+
+
+def _parse_cell(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan if text.strip() == "" else _NOT_A_NUMBER
+
+
+_NOT_A_NUMBER = object()
+
+
+def _read_csv(path: Path) -> Table:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(path, "empty file; expected a header line and numeric rows") from None
+            header = [h.strip() for h in header]
+            if not header or all(h == "" for h in header):
+                raise DataError(path, "first line is empty; expected a header with column names")
+            rows: list[list[float]] = []
+            for row_number, raw in enumerate(reader, start=1):
+                if not raw or all(c.strip() == "" for c in raw):
+                    continue  # blank line
+                if len(raw) != len(header):
+                    raise DataError(
+                        path,
+                        f"has {len(raw)} cells, the header has {len(header)} columns",
+                        row=row_number,
+                    )
+                parsed = []
+                for col, cell in zip(header, raw):
+                    value = _parse_cell(cell)
+                    if value is _NOT_A_NUMBER:
+                        raise DataError(
+                            path, f"{cell.strip()!r} is not a number; cells must be numeric", row=row_number, column=col
+                        )
+                    parsed.append(value)
+                rows.append(parsed)
+    except UnicodeDecodeError:
+        raise DataError(path, "not a UTF-8 text file; expected a CSV with a header") from None
+    except csv.Error as exc:
+        raise DataError(path, f"malformed CSV ({exc})") from None
+    values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
+    return Table(str(path), tuple(header), values)
+
+
+def _read_npz(path: Path) -> Table:
+    try:
+        # allow_pickle=False: an NPZ can carry pickled objects; we never unpickle user files.
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if "X" not in keys:
+                raise DataError(path, f"no array 'X' (found: {', '.join(sorted(keys)) or 'none'}); expected X and optional y")
+            x = np.asarray(npz["X"])
+            y = np.asarray(npz["y"]) if "y" in keys else None
+            feature_names = [str(s) for s in npz["feature_names"]] if "feature_names" in keys else None
+            target_names = [str(s) for s in npz["target_names"]] if "target_names" in keys else None
+    except (ValueError, OSError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(path, f"not a readable NPZ file ({exc})") from None
+    if x.ndim != 2:
+        raise DataError(path, f"array 'X' has shape {x.shape}; expected (rows, features)")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(path, f"array 'X' has dtype {x.dtype}; expected numbers")
+    parts = [x.astype(np.float64)]
+    names = feature_names or [f"x{i}" for i in range(x.shape[1])]
+    if y is not None:
+        y2 = y.reshape(len(y), -1).astype(np.float64)
+        if len(y2) != len(x):
+            raise DataError(path, f"'y' has {len(y2)} rows but 'X' has {len(x)}")
+        parts.append(y2)
+        names += target_names or (["y"] if y2.shape[1] == 1 else [f"y{i}" for i in range(y2.shape[1])])
+    if len(names) != sum(p.shape[1] for p in parts):
+        raise DataError(path, "feature_names/target_names do not match the array widths")
+    return Table(str(path), tuple(names), np.concatenate(parts, axis=1))
+
+
+def read_table(path: str | os.PathLike) -> Table:
+    """Read a CSV with a header line, or an NPZ with arrays X (and optional y, feature_names, target_names)."""
+    p = check_input_file(path, "data file")
+    table = _read_npz(p) if p.suffix.lower() == ".npz" else _read_csv(p)
+    if table.n_rows == 0:
+        raise DataError(p, "has a header but no data rows")
+    return table
+
+
+def check_finite(table: Table, columns: Sequence[int] | None = None) -> None:
+    """Raise DataError naming the first row and column that holds NaN, inf or an empty cell."""
+    cols = list(range(len(table.columns))) if columns is None else list(columns)
+    block = table.values[:, cols]
+    bad = ~np.isfinite(block)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        value = block[r, c]
+        what = "empty cell or NaN" if np.isnan(value) else str(value)
+        raise DataError(
+            table.path,
+            f"{what}; values must be finite (drop or impute the row)",
+            row=int(r) + 1,
+            column=table.columns[cols[c]],
+        )
+
+
+def select_columns(table: Table, names: Sequence[str], *, role: str = "feature") -> np.ndarray:
+    """The (rows, len(names)) block of the named columns; a missing name is a DataError listing what exists."""
+    index = {name: i for i, name in enumerate(table.columns)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise DataError(
+            table.path,
+            f"no {role} column {missing[0]!r} (the file has: {', '.join(table.columns)})",
+        )
+    cols = [index[n] for n in names]
+    check_finite(table, cols)
+    return table.values[:, cols]
+
+
+def model_rows(
+    table: Table, feature_names: Sequence[str], target_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows for a model: inputs (and targets when present), matched by column name, else by position.
+
+    By position only when the table has exactly n_inputs or n_inputs + n_outputs columns; anything else is a
+    DataError that names the counts, so a file for another model is not silently misread.
+    """
+    n_in, n_out = len(feature_names), len(target_names)
+    if all(name in table.columns for name in feature_names):
+        x = select_columns(table, feature_names)
+        y = select_columns(table, target_names, role="target") if all(n in table.columns for n in target_names) else None
+        return x, y
+    if table.values.shape[1] in (n_in, n_in + n_out):
+        check_finite(table)
+        x = table.values[:, :n_in]
+        y = table.values[:, n_in:] if table.values.shape[1] == n_in + n_out else None
+        return x, y
+    raise DataError(
+        table.path,
+        f"has {table.values.shape[1]} columns ({', '.join(table.columns)}); the model takes {n_in} inputs "
+        f"({', '.join(feature_names)}): name them in the header or give exactly {n_in} (or {n_in + n_out}) columns",
+    )
