@@ -14,6 +14,7 @@ __all__ = [
     "TargetProfileError",
     "NumericsError",
     "ToolchainError",
+    "UnstableTimingError",
     "MissingExtraError",
     "SwatWarning",
 ]
@@ -88,6 +89,10 @@ class NumericsError(SwatError):
 
 class ToolchainError(SwatError):
     """A tool we need (C compiler, onnxruntime feature) is missing or failed."""
+
+
+class UnstableTimingError(SwatError):
+    """Timings too noisy to trust (a busy or throttling machine): a measurement that cannot be fitted or repeated."""
 
 
 class MissingExtraError(SwatError, ImportError):
