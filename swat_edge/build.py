@@ -6,20 +6,23 @@ forward pass before it is written, so a wrong pass, emitter or quantizer cannot 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from .cc import NO_COMPILER_HINT, which_c_compiler
 from .errors import InputError, UsageError
+from .export_c import CCheckReport, CSource, to_c, verify_c, write_c
 from .export_onnx import CheckReport, to_onnx, verify_onnx
 from .files import atomic_write_bytes, check_output_path
 from .model import SparseMLP, sample_inputs
 from .passes import PIPELINE, PIPELINE_INT8, CompileResult, run_passes
 from .quantize import DriftReport, measure_drift, quantize_dynamic, quantize_static
 
-__all__ = ["Quantization", "OnnxExport", "split_rows", "export_onnx_file", "output_kind"]
+__all__ = ["Quantization", "OnnxExport", "CExport", "split_rows", "export_onnx_file", "export_c_file", "output_kind"]
 
 Quantization = Literal["none", "static", "dynamic"]
 # Rows used to check an export when the caller gives none; stored calibration rows are added to them.
@@ -138,4 +141,77 @@ def export_onnx_file(
         drift_rows_source=source,
         size_bytes=len(data),
         written=written,
+    )
+
+
+@dataclass(frozen=True)
+class CExport:
+    """What a C export did. `check` is None only when no C compiler was found (`not_verified` says so)."""
+
+    path: Path  # the .c file
+    header_path: Path  # the .h file next to it
+    code: CSource  # prefix, dtype, MACs, activation counts, notes (sanitised names, calibration)
+    check: CCheckReport | None
+    check_rows_source: str  # where the rows the code was checked on came from
+    not_verified: str | None  # why the code was not compiled and checked; None when it was
+    size_bytes: int  # .c and .h together
+
+
+def export_c_file(
+    model: SparseMLP,
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    dtype: Literal["float", "int8"] = "float",
+    fast_math: bool = False,
+    prefix: str | None = None,
+    calibration_rows: np.ndarray | None = None,
+    heldout_rows: np.ndarray | None = None,
+    heldout_source: str | None = None,
+    max_relative_mse: float | None = None,
+    cc: str | None = None,
+) -> CExport:
+    """Generate C99 for `model` (export_c.to_c), compile and check it against forward(), then write the .c and .h.
+
+    prefix defaults to the file stem, sanitised into a C identifier (the change is in `code.notes`).
+    The check runs on `heldout_rows` (raw inputs; `heldout_source` names them in the report), else on
+    export_c.verify_c's default rows. int8 calibrates on `calibration_rows`, else the model's stored rows.
+    With no C compiler at all the files are written unchecked and `not_verified` says why; a compiler that
+    was asked for (cc, $CC) but is missing, a compile error (ToolchainError) or a numerical mismatch
+    (NumericsError) raises, and nothing is written.
+    """
+    dest = Path(path)
+    if dest.suffix != ".c":
+        raise UsageError(f"{dest}: the C output must end in .c (its header is written next to it as .h)")
+    header = dest.with_suffix(".h")
+    check_output_path(dest, force=force)  # fail before the work, not after
+    check_output_path(header, force=force)
+    options = {} if max_relative_mse is None else {"max_relative_mse": float(max_relative_mse)}
+    code = to_c(
+        model,
+        prefix=dest.stem if prefix is None else prefix,
+        dtype=dtype,
+        fast_math=fast_math,
+        calibration_rows=calibration_rows,
+        header_name=header.name,
+        **options,
+    )
+    compiler = which_c_compiler(cc)
+    check = None
+    not_verified = None
+    rows_source = ""
+    if compiler is None:
+        not_verified = NO_COMPILER_HINT
+    else:
+        check = verify_c(code, model, rows=heldout_rows, cc=shlex.join(compiler))
+        rows_source = heldout_source if heldout_rows is not None and heldout_source else check.rows_source
+    path_c, path_h = write_c(code, dest, force=force)
+    return CExport(
+        path=path_c,
+        header_path=path_h,
+        code=code,
+        check=check,
+        check_rows_source=rows_source,
+        not_verified=not_verified,
+        size_bytes=len(code.source.encode("utf-8")) + len(code.header.encode("utf-8")),
     )

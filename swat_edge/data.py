@@ -13,7 +13,17 @@ import numpy as np
 from .errors import DataError
 from .files import check_input_file
 
-__all__ = ["Table", "read_table", "check_finite", "select_columns", "model_rows"]
+__all__ = [
+    "Table",
+    "read_table",
+    "check_finite",
+    "select_columns",
+    "model_rows",
+    "Dataset",
+    "load_dataset",
+    "holdout_split",
+    "minmax_scaling",
+]
 
 
 @dataclass(frozen=True)
@@ -172,3 +182,85 @@ def model_rows(
         f"has {table.values.shape[1]} columns ({', '.join(table.columns)}); the model takes {n_in} inputs "
         f"({', '.join(feature_names)}): name them in the header or give exactly {n_in} (or {n_in + n_out}) columns",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Datasets for the search: features and targets chosen by name, a seeded validation split, min-max scaling.
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features x (rows, n_features) and targets y (rows, n_targets) read from `path`, with the file's sha256."""
+
+    path: str
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    sha256: str
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.x.shape[0])
+
+
+def _split_names(names: str | Sequence[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    parts = names.split(",") if isinstance(names, str) else list(names)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def load_dataset(
+    path: str | os.PathLike,
+    *,
+    target_cols: str | Sequence[str] | None = None,
+    features: str | Sequence[str] | None = None,
+) -> Dataset:
+    """Read a CSV/NPZ and pick targets (default: the last column) and features (default: every other column).
+
+    Names may be given as a list or one comma-separated string. Only the chosen columns must be finite.
+    """
+    import hashlib
+
+    table = read_table(path)
+    targets = _split_names(target_cols) or [table.columns[-1]]
+    chosen = _split_names(features)
+    if chosen is None:
+        chosen = [c for c in table.columns if c not in targets]
+    overlap = [c for c in chosen if c in targets]
+    if overlap:
+        raise DataError(table.path, f"column {overlap[0]!r} is both a feature and the target; drop it from --features")
+    if not chosen:
+        raise DataError(table.path, f"no feature columns left besides the target {', '.join(targets)}; "
+                                    "the file needs at least one input column")
+    for names, role in ((chosen, "feature"), (targets, "target")):
+        seen = [n for i, n in enumerate(names) if n in names[:i]]
+        if seen:
+            raise DataError(table.path, f"{role} column {seen[0]!r} is named twice; name each column once")
+    y = select_columns(table, targets, role="target")  # a missing target is the likelier mistake: name it first
+    x = select_columns(table, chosen, role="feature")
+    digest = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
+    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest)
+
+
+def holdout_split(n_rows: int, *, fraction: float, seed: int, min_rows: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of row indices into (train, validation); the validation part has at least min_rows rows."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"bug: validation fraction {fraction} outside (0, 1)")
+    n_val = max(int(round(fraction * n_rows)), min_rows)
+    order = np.random.default_rng(seed).permutation(n_rows)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def minmax_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) per column so that values * scale + offset spans [-1, 1] (the SWAT-NN protocol).
+
+    A constant column gets scale 0 and offset 0: the model sees 0 for it, and export drops that input.
+    """
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    span = hi - lo
+    constant = span <= 1e-12 * np.maximum(np.abs(hi), 1.0)
+    scale = np.where(constant, 0.0, 2.0 / np.where(constant, 1.0, span))
+    offset = np.where(constant, 0.0, -1.0 - lo * scale)
+    return scale, offset

@@ -12,7 +12,8 @@ from swat_edge.cli import main
 from swat_edge.export_onnx import check_onnx, load_onnx, run_onnx
 from swat_edge.model import forward, model_to_bytes, save_model
 
-from conftest import EXAMPLES, REPO
+REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
+EXAMPLES = REPO / "examples"
 
 
 def run_cli(args, capsys):

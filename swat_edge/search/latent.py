@@ -1,0 +1,555 @@
+"""Gradient search in an embedding's latent space (decoders frozen), and weight-space fine-tuning.
+
+`optimise_latents` is the search `swat-edge search` runs: several starts per depth (encoded random MLPs of the
+family) optimised together in one batched loop, with the objective of swat_edge.search.objective (fit,
+sparsity, compactness, the target's predicted latency and size, budgets), the activation/gate/weight relaxation
+annealed toward the hard network, and every few steps each start hard-decoded and scored on a validation
+split; it returns each start's best hard iterate. `search_latent` is the minimal version without penalties
+(used by `swat-edge embed eval` to measure what the decoder alone gives). `fine_tune` trains the surviving
+weights of a hard network with its masks frozen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..model import ACTIVATIONS, Layer, SparseMLP, forward
+from .decode import SoftNetwork, decode_soft, harden, soft_forward, split_output, to_sparse_mlp
+
+__all__ = [
+    "Adam",
+    "LatentSearchResult",
+    "search_latent",
+    "from_sparse_mlp",
+    "fine_tune",
+    "mse",
+    "LatentSettings",
+    "Assessment",
+    "Snapshot",
+    "LatentRun",
+    "initial_latents",
+    "family_param_count",
+    "optimise_latents",
+    "snapshot_network",
+]
+
+
+@dataclass(frozen=True)
+class LatentSearchResult:
+    """The best hard-decoded network (by validation MSE) and where it came from."""
+
+    model: SparseMLP
+    depth: int
+    start: int
+    step: int
+    val_mse: float
+    latent: np.ndarray
+
+
+class Adam:
+    """Plain Adam (Kingma & Ba) over a few tensors, one learning rate per group.
+
+    torch.optim's first use imports torch._dynamo (measured 2.9 s on this machine, a tenth of the search's time
+    budget); the search updates a handful of small tensors and needs none of its machinery. Same update as
+    torch.optim.Adam with default betas and eps.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[torch.Tensor]], lrs: Sequence[float],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups = [list(g) for g in groups]
+        self.lrs = list(lrs)
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.m = [[torch.zeros_like(p) for p in g] for g in self.groups]
+        self.v = [[torch.zeros_like(p) for p in g] for g in self.groups]
+
+    def zero_grad(self) -> None:
+        for g in self.groups:
+            for p in g:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
+        for group, ms, vs, lr in zip(self.groups, self.m, self.v, self.lrs):
+            for p, m, v in zip(group, ms, vs):
+                if p.grad is None:
+                    continue
+                m.mul_(b1).add_(p.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-lr / c1)
+
+
+def mse(model: SparseMLP, x: np.ndarray, y: np.ndarray) -> float:
+    pred = forward(model, x)
+    return float(np.mean((pred - y.reshape(pred.shape)) ** 2))
+
+
+def _as_2d(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    return y.reshape(-1, 1) if y.ndim == 1 else y
+
+
+def search_latent(
+    embedding: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    depths: Sequence[int] | None = None,
+    starts_per_depth: int = 4,
+    steps: int = 600,
+    lr: float = 0.05,
+    batch_points: int = 1024,
+    eval_every: int = 50,
+    final_temperature: float = 0.05,
+    seed: int = 0,
+) -> LatentSearchResult:
+    """Fit y ~ f(x) by gradient descent on latents of `embedding` (an Embedding or Autoencoder; its decoders
+    stay frozen). x: (rows, n_inputs <= max_inputs), already scaled (e.g. to [-1, 1]); y: (rows,) or
+    (rows, n_outputs). The target is standardised and the scaling folded into the returned model exactly."""
+    module = getattr(embedding, "module", embedding)
+    family = module.config.family
+    depths = tuple(family.depths if depths is None else depths)
+    y_train, y_val = _as_2d(y_train), _as_2d(y_val)
+    x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+    if x_train.ndim != 2 or x_train.shape[1] > family.max_inputs:
+        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
+    if y_train.shape[1] != family.n_outputs or len(y_train) != len(x_train):
+        raise InputError(f"targets have shape {y_train.shape}; expected ({len(x_train)}, {family.n_outputs})")
+    if steps < 1 or starts_per_depth < 1:
+        raise InputError(f"search needs steps >= 1 and starts_per_depth >= 1, got {steps} and {starts_per_depth}")
+    n_inputs = x_train.shape[1]
+    mean, std = y_train.mean(axis=0), y_train.std(axis=0)
+    std = np.where(std > 1e-12, std, 1.0)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    xt = torch.as_tensor(x_train, dtype=torch.float32)
+    yt = torch.as_tensor((y_train - mean) / std, dtype=torch.float32)
+    xv = torch.as_tensor(x_val, dtype=torch.float32)
+    yv = torch.as_tensor((y_val - mean) / std, dtype=torch.float32)
+    latent_dim = module.config.architecture.latent_dim
+    latents = {k: torch.randn(starts_per_depth, latent_dim, generator=gen).requires_grad_(True) for k in depths}
+    params = list(latents.values())
+    requires = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    optimizer = Adam([params], [lr])
+    anneal = max(int(0.6 * steps), 1)
+    best: tuple[float, int, int, int, torch.Tensor] | None = None
+    was_training = module.training
+    module.eval()
+    try:
+        for step in range(1, steps + 1):
+            temperature = float(final_temperature ** min(step / anneal, 1.0))
+            idx = rng.choice(len(xt), size=min(batch_points, len(xt)), replace=False)
+            loss = torch.zeros(())
+            for k in depths:
+                net = decode_soft(module, latents[k], k, temperature=temperature)
+                loss = loss + ((soft_forward(net, xt[idx]) - yt[idx]) ** 2).mean(dim=(1, 2)).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if step % eval_every == 0 or step == steps:
+                with torch.no_grad():
+                    for k in depths:
+                        hard = harden(decode_soft(module, latents[k], k))
+                        val = ((soft_forward(hard, xv) - yv) ** 2).mean(dim=(1, 2))
+                        i = int(val.argmin())
+                        if best is None or float(val[i]) < best[0]:
+                            best = (float(val[i]), k, i, step, latents[k][i].detach().clone())
+        assert best is not None, "bug: the search never scored a start"
+        val_std, depth, start, step_at, latent = best
+        with torch.no_grad():
+            net = decode_soft(module, latent[None, :], depth)
+        model = to_sparse_mlp(
+            net, 0, n_inputs=n_inputs, output_scale=std, output_offset=mean,
+            provenance={"search": "latent", "depth": depth, "start": start, "step": step_at, "seed": seed},
+        )
+    finally:
+        for p, r in zip(module.parameters(), requires):
+            p.requires_grad_(r)
+        module.train(was_training)
+    return LatentSearchResult(
+        model=model, depth=depth, start=start, step=step_at, val_mse=mse(model, x_val, y_val),
+        latent=latent.numpy().astype(np.float64),
+    )
+
+
+def from_sparse_mlp(model: SparseMLP, dtype: torch.dtype = torch.float64) -> SoftNetwork:
+    """A batch-of-one hard SoftNetwork computing `model` in its normalised space (scaling not included)."""
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    acts = torch.stack([
+        torch.nn.functional.one_hot(torch.as_tensor([ACTIVATIONS.index(a) for a in layer.activations]),
+                                    len(ACTIVATIONS)).to(dtype)
+        for layer in model.hidden
+    ])[None] if model.hidden else torch.zeros(1, 0, 0, len(ACTIVATIONS), dtype=dtype)
+    gates = torch.stack([t(layer.mask.astype(np.float64)) for layer in model.hidden])[None] if model.hidden else \
+        torch.zeros(1, 0, 0, dtype=dtype)
+    return SoftNetwork(
+        activations=ACTIVATIONS,
+        weights=tuple(t(layer.weight)[None] for layer in model.layers),
+        biases=tuple(t(layer.bias)[None] for layer in model.layers),
+        activation_logits=acts, gate_logits=gates, activation_probs=acts, gate_probs=gates,
+    )
+
+
+def fine_tune(
+    model: SparseMLP,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    steps: int = 500,
+    lr: float = 0.01,
+    batch_points: int = 1024,
+    seed: int = 0,
+    check_every: int = 25,
+    history: list[tuple[int, float]] | None = None,
+    final_lr: float | None = None,
+) -> SparseMLP:
+    """Train the surviving weights and biases in weight space (zero weights, gates and activations frozen).
+
+    With a validation split, the best iterate on it (checked every `check_every` steps) is returned, and
+    `history` (if given) receives (step, validation MSE) at each check, step 0 included. final_lr: cosine-decay
+    the learning rate from lr to final_lr over the steps (None: constant).
+    """
+    if model.hidden and not all(len(layer.activations) for layer in model.hidden):
+        raise InputError("fine_tune: every hidden layer needs at least one neuron")
+    y_train = _as_2d(y_train)
+    net = from_sparse_mlp(model)
+    masks = [torch.as_tensor(layer.weight != 0.0) for layer in model.layers]
+    weights = [w.clone().requires_grad_(True) for w in net.weights]
+    biases = [b.clone().requires_grad_(True) for b in net.biases]
+    x_n = torch.as_tensor(np.asarray(x_train) * model.input_scale + model.input_offset)
+    y_n = torch.as_tensor((y_train - model.output_offset) / model.output_scale)
+    optimizer = Adam([weights + biases], [lr])
+    rng = np.random.default_rng(seed)
+
+    def current() -> SparseMLP:
+        layers = [
+            Layer.make((w[0] * m).detach().numpy(), b[0].detach().numpy(), layer.activations, layer.mask)
+            for w, b, m, layer in zip(weights, biases, masks, model.layers)
+        ]
+        return model.replace(hidden=tuple(layers[:-1]), output=layers[-1])
+
+    best_model, best_val = model, (mse(model, x_val, y_val) if x_val is not None else np.inf)
+    if history is not None and x_val is not None:
+        history.append((0, best_val))
+    for step in range(1, steps + 1):
+        if final_lr is not None:
+            optimizer.lrs[0] = _cosine(step - 1, steps, lr, final_lr)
+        idx = rng.choice(len(x_n), size=min(batch_points, len(x_n)), replace=False)
+        trial = SoftNetwork(
+            activations=net.activations, weights=tuple(w * m for w, m in zip(weights, masks)), biases=tuple(biases),
+            activation_logits=net.activation_logits, gate_logits=net.gate_logits,
+            activation_probs=net.activation_probs, gate_probs=net.gate_probs,
+        )
+        loss = ((soft_forward(trial, x_n[idx]) - y_n[idx]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if x_val is not None and y_val is not None and (step % check_every == 0 or step == steps):
+            candidate = current()
+            val = mse(candidate, x_val, y_val)
+            if history is not None:
+                history.append((step, val))
+            if val < best_val:
+                best_model, best_val = candidate, val
+    return best_model if x_val is not None else current()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The batched, penalised latent search behind `swat-edge search`.
+
+
+@dataclass(frozen=True)
+class LatentSettings:
+    """How the latent search runs. Starting point: the second prototype's settings (embedding-findings.md)."""
+
+    depths: tuple[int, ...] | None = None  # None: every depth the embedding decodes
+    starts_per_depth: int = 4
+    steps: int = 600
+    lr: float = 0.05  # on the latents, cosine-decayed to final_lr
+    final_lr: float = 0.005
+    batch_points: int = 1024  # training rows per step (all of them when fewer)
+    eval_every: int = 50  # steps between hard decodes scored on the validation split
+    anneal_fraction: float = 0.6  # temperature reaches final_temperature after this share of the steps
+    final_temperature: float = 0.05
+    weight_softness: float = 0.1  # width of the weight-threshold sigmoid at temperature 1 (0.005 at the end)
+    threshold_lr: float = 0.005
+    threshold_max: float = 3.0  # the paper clamps the learnable weight threshold to [0, 3]
+    cost_every: int = 10  # steps between exact cost-model evaluations (linearised in between)
+    init: str = "encoded"  # "encoded": latents of random family MLPs; "normal": N(0, 1)
+    max_val_rows: int = 4096  # validation rows scored during the search (all rows for the final figures)
+    seed: int = 0
+
+    def check(self) -> "LatentSettings":
+        if self.starts_per_depth < 1 or self.steps < 1 or self.eval_every < 1 or self.cost_every < 1:
+            raise InputError(
+                f"search needs starts_per_depth, steps, eval_every and cost_every >= 1, got {self.starts_per_depth}, "
+                f"{self.steps}, {self.eval_every} and {self.cost_every}"
+            )
+        if self.init not in ("encoded", "normal"):
+            raise InputError(f"init {self.init!r}: use 'encoded' or 'normal'")
+        return self
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The deployed figures of one hard candidate: predicted latency and bytes on the target, non-zero params."""
+
+    latency_us: float
+    size_bytes: float
+    nonzero_params: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One start's best hard iterate so far: where it is in latent space and how it scored.
+
+    val_mse is on the standardised target; score = log(val_mse) + the objective's structural and cost terms
+    on the hard network (lower is better); violation: largest relative budget overshoot (0: within budgets).
+    """
+
+    depth: int
+    start: int
+    step: int
+    val_mse: float
+    score: float
+    latent: np.ndarray
+    threshold: float
+    assessment: Assessment | None
+    violation: float
+
+
+@dataclass(frozen=True)
+class LatentRun:
+    """Result of optimise_latents: the best feasible iterate of each start (None where a start never met the
+    budgets), the iterate closest to the budgets (when any were given), and the search history."""
+
+    best: tuple[Snapshot | None, ...]
+    closest: Snapshot | None
+    history: tuple[dict[str, Any], ...]
+    steps: int
+
+
+Assess = Any  # Callable[[SoftNetwork (batch of one, the candidate's depth), float threshold], Assessment]
+Progress = Any  # Callable[[int step, int total, dict info], None]
+
+
+def initial_latents(module: Any, depth: int, n: int, *, n_inputs: int, seed: int, init: str = "encoded") -> torch.Tensor:
+    """n starting latents for `depth`: the encodings of random family MLPs of that depth (those reading at least
+    n_inputs inputs first), or N(0, 1) draws. Deterministic in seed."""
+    from .embedding import to_torch
+    from .generator import sample_batch
+
+    latent_dim = module.config.architecture.latent_dim
+    if init == "normal":
+        gen = torch.Generator().manual_seed(int(np.random.SeedSequence((seed, depth)).generate_state(1)[0]))
+        return torch.randn(n, latent_dim, generator=gen)
+    family = module.config.family
+    batch = sample_batch(family, module.config.distribution, 4 * n, 4, (7, seed, depth), depths=(depth,))
+    order = np.argsort(batch.n_inputs < n_inputs, kind="stable")[:n]
+    with torch.no_grad():
+        latents = module.encode(to_torch(batch))
+    return latents[torch.as_tensor(order)].detach().clone()
+
+
+def family_param_count(family: Any) -> int:
+    """Weights and biases of the family's largest network (all inputs, every neuron, the deepest depth)."""
+    w, d = family.max_width, family.max_depth
+    return family.max_inputs * w + (d - 1) * w * w + d * w + w * family.n_outputs + family.n_outputs
+
+
+def _cosine(step: int, total: int, start: float, end: float) -> float:
+    return end + 0.5 * (start - end) * (1.0 + np.cos(np.pi * min(step / max(total, 1), 1.0)))
+
+
+def optimise_latents(
+    embedding: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    settings: LatentSettings = LatentSettings(),
+    weights: Any = None,
+    budgets: Any = None,
+    target: Any = None,
+    cost_dtype: str = "fp32",
+    input_affine: int = 0,
+    assess: Assess | None = None,
+    progress: Progress | None = None,
+) -> LatentRun:
+    """Search the latent space of `embedding` for networks fitting y ~ f(x), every depth and start in one batch.
+
+    x: scaled inputs (rows, n_inputs <= max_inputs); y: standardised targets (rows, n_outputs). weights: an
+    objective.ObjectiveWeights; budgets: objective.Budgets; target: a TargetProfile for the cost terms (None:
+    none); assess(net, threshold) -> Assessment gives a hard candidate's deployed figures (net: a batch-of-one
+    SoftNetwork of the candidate's depth; required when budgets or the latency/size weights are on). Returns
+    each start's best hard iterate by validation score among those meeting the budgets.
+    """
+    from .objective import (
+        Budgets,
+        LinearizedCost,
+        ObjectiveWeights,
+        cost_penalty,
+        expected_nonzero_params,
+        harden_stack,
+        penalties,
+        relax,
+        stack_networks,
+        unstack,
+    )
+
+    settings = settings.check()
+    weights = ObjectiveWeights() if weights is None else weights
+    budgets = Budgets() if budgets is None else budgets
+    module = getattr(embedding, "module", embedding)
+    family = module.config.family
+    depths = tuple(family.depths if settings.depths is None else settings.depths)
+    bad = [k for k in depths if k not in family.depths]
+    if bad:
+        raise InputError(f"depth {bad[0]}: this embedding decodes depths {family.min_depth}..{family.max_depth}")
+    x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+    y_train, y_val = _as_2d(y_train), _as_2d(y_val)
+    if x_train.ndim != 2 or not 1 <= x_train.shape[1] <= family.max_inputs:
+        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
+    if y_train.shape[1] != family.n_outputs:
+        raise InputError(f"targets have {y_train.shape[1]} columns; this embedding predicts {family.n_outputs}")
+    n_inputs = x_train.shape[1]
+    use_cost = target is not None and bool(weights.latency or weights.size or budgets.any)
+    if (use_cost or budgets.any) and assess is None:
+        raise InputError("bug: optimise_latents needs `assess` when cost terms or budgets are on")
+    rng = np.random.default_rng(np.random.SeedSequence((11, settings.seed)))
+    if len(x_val) > settings.max_val_rows:
+        keep_rows = np.sort(rng.permutation(len(x_val))[: settings.max_val_rows])
+        x_val, y_val = x_val[keep_rows], y_val[keep_rows]
+    xt = torch.as_tensor(x_train, dtype=torch.float32)
+    yt = torch.as_tensor(y_train, dtype=torch.float32)
+    xv = torch.as_tensor(x_val, dtype=torch.float32)
+    yv = torch.as_tensor(y_val, dtype=torch.float32)
+    param_scale = float(family_param_count(family))
+    n_starts = settings.starts_per_depth
+    max_depth = max(depths)
+    latents = {
+        k: initial_latents(module, k, n_starts, n_inputs=n_inputs, seed=settings.seed, init=settings.init)
+        .requires_grad_(True) for k in depths
+    }
+    thresholds = torch.zeros(n_starts * len(depths), requires_grad=True)
+    keys = [(k, s) for k in depths for s in range(n_starts)]  # candidate b of the stack is keys[b]
+    cost = None
+    if use_cost:
+        names = family.activations if "identity" in family.activations else (*family.activations, "identity")
+        cost = LinearizedCost(target, n_inputs=n_inputs, n_outputs=family.n_outputs, activations=names,
+                              dtype=cost_dtype, input_affine=input_affine)
+    optimizer = Adam([[latents[k] for k in depths], [thresholds]], [settings.lr, settings.threshold_lr])
+    anneal = max(int(settings.anneal_fraction * settings.steps), 1)
+    best: dict[tuple[int, int], Snapshot] = {}
+    closest: Snapshot | None = None
+    history: list[dict[str, Any]] = []
+    leader: Snapshot | None = None
+    requires = [p.requires_grad for p in module.parameters()]
+    was_training = module.training
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.eval()
+
+    def decode_all() -> Any:
+        return stack_networks([split_output(module.decode(latents[k], k), family, k) for k in depths], max_depth)
+
+    def hard_score(val: float, a: Assessment | None, nonzero: float) -> float:
+        score = float(np.log(max(val, 1e-30))) + weights.sparsity * nonzero / param_scale
+        if a is not None:
+            score += weights.latency * float(np.log(a.latency_us)) + weights.size * float(np.log(max(a.size_bytes, 1.0)))
+        return score
+
+    try:
+        for step in range(1, settings.steps + 1):
+            temperature = float(settings.final_temperature ** min(step / anneal, 1.0))
+            optimizer.lrs[0] = _cosine(step - 1, settings.steps, settings.lr, settings.final_lr)
+            optimizer.lrs[1] = _cosine(step - 1, settings.steps, settings.threshold_lr, 0.1 * settings.threshold_lr)
+            if len(xt) > settings.batch_points:
+                idx = torch.as_tensor(rng.choice(len(xt), size=settings.batch_points, replace=False))
+                xb, yb = xt[idx], yt[idx]
+            else:
+                xb, yb = xt, yt
+            relaxed = relax(decode_all(), thresholds, temperature=temperature,
+                            weight_softness=settings.weight_softness, n_inputs=n_inputs)
+            fit = ((soft_forward(relaxed.net, xb) - yb) ** 2).mean(dim=(1, 2))
+            penalty = penalties(relaxed, weights, param_scale)
+            if cost is not None:
+                if step == 1 or step % settings.cost_every == 0:
+                    cost.refresh(relaxed)
+                latency, size = cost(relaxed)
+                penalty = penalty + cost_penalty(latency, size, weights, budgets)
+            total = (fit + fit.detach() * penalty).sum()
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            with torch.no_grad():
+                thresholds.clamp_(0.0, settings.threshold_max)
+            current_mse = float(fit.detach().min())
+            if step % settings.eval_every == 0 or step == settings.steps:
+                with torch.no_grad():
+                    stack = decode_all()
+                    hard = harden_stack(stack, thresholds, n_inputs)
+                    vals = ((soft_forward(hard.net, xv) - yv) ** 2).mean(dim=(1, 2))
+                    nonzero = expected_nonzero_params(hard)
+                val_by_depth: dict[int, float] = {}
+                for b, (k, s) in enumerate(keys):
+                    val = float(vals[b])
+                    if not np.isfinite(val):
+                        continue
+                    val_by_depth[k] = min(val, val_by_depth.get(k, np.inf))
+                    t = float(thresholds[b].detach())
+                    a = assess(unstack(stack, b), t) if (use_cost or budgets.any) else None
+                    score = hard_score(val, a, float(nonzero[b]))
+                    violation = budgets.violation(a.latency_us, a.size_bytes) if a is not None else 0.0
+                    snap = Snapshot(depth=k, start=s, step=step, val_mse=val, score=score,
+                                    latent=latents[k][s].detach().numpy().copy(), threshold=t,
+                                    assessment=a, violation=violation)
+                    if violation > 0.0:
+                        if closest is None or (violation, score) < (closest.violation, closest.score):
+                            closest = snap
+                    elif (k, s) not in best or score < best[(k, s)].score:
+                        best[(k, s)] = snap
+                if best:
+                    leader = min(best.values(), key=lambda snap: snap.score)
+                history.append({
+                    "step": step,
+                    "temperature": temperature,
+                    "train_mse": current_mse,
+                    "val_mse_by_depth": val_by_depth,
+                    "best_val_mse": None if leader is None else leader.val_mse,
+                    "best_score": None if leader is None else leader.score,
+                    "best_latency_us": None if leader is None or leader.assessment is None
+                    else leader.assessment.latency_us,
+                })
+            if progress is not None:
+                progress(step, settings.steps, {
+                    "train_mse": current_mse,
+                    "best_val_mse": None if leader is None else leader.val_mse,
+                    "latency_us": None if leader is None or leader.assessment is None else leader.assessment.latency_us,
+                })
+    finally:
+        for p, r in zip(module.parameters(), requires):
+            p.requires_grad_(r)
+        module.train(was_training)
+    ordered = tuple(best.get(key) for key in keys)
+    return LatentRun(best=ordered, closest=None if best else closest, history=tuple(history), steps=settings.steps)
+
+
+def snapshot_network(embedding: Any, snapshot: Snapshot) -> SoftNetwork:
+    """The decoded network (batch of one) of a snapshot, for to_sparse_mlp(..., weight_threshold=snapshot.threshold)."""
+    module = getattr(embedding, "module", embedding)
+    with torch.no_grad():
+        return decode_soft(module, torch.as_tensor(snapshot.latent)[None, :], snapshot.depth)

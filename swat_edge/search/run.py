@@ -1,0 +1,382 @@
+"""`swat-edge search` on the torch side: check, split and scale the data, search latents, select, prune, fine-tune.
+
+Protocol (SWAT-NN's, reference/method.md): inputs and target are scaled to [-1, 1] with the *training* rows'
+min and max; MSE figures are on that scaled target (comparable with the paper's CORNN numbers); the search
+itself standardises the target and every scaling is folded into the returned model exactly. A validation split
+of the training file decides everything (the best iterate of each start, the depth, the fine-tuning stop);
+a test file, when given, is only evaluated.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from ..cost import Estimate, affine_nodes, count_for, estimate, latency_us
+from ..data import Dataset, holdout_split, minmax_scaling
+from ..errors import DataError, InputError
+from ..model import SparseMLP, forward, model_stats
+from ..passes import PIPELINE, PIPELINE_INT8
+from ..targets import TargetProfile
+from .decode import SoftNetwork, to_sparse_mlp
+from .latent import (
+    Assessment,
+    LatentSettings,
+    Snapshot,
+    family_param_count,
+    fine_tune,
+    optimise_latents,
+    snapshot_network,
+)
+from .objective import Budgets, ObjectiveWeights
+
+__all__ = [
+    "MIN_TRAIN_ROWS",
+    "MIN_VALIDATION_ROWS",
+    "SearchSettings",
+    "Figures",
+    "Candidate",
+    "SearchResult",
+    "check_dataset",
+    "split_and_scale",
+    "run_search",
+]
+
+MIN_TRAIN_ROWS = 16
+MIN_VALIDATION_ROWS = 4
+_PLOT_ROWS = 1000  # predicted-vs-actual points kept for the report
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything that decides the found model besides the data, the embedding and the target."""
+
+    latent: LatentSettings = LatentSettings()
+    weights: ObjectiveWeights = ObjectiveWeights()
+    validation_fraction: float = 0.2
+    select_steps: int = 150  # fine-tuning steps given to each depth's best candidate to choose the depth
+    finetune_steps: int = 1000  # total fine-tuning steps of the chosen candidate (select_steps included)
+    finetune_lr: float = 0.01
+    calibration_rows: int = 256  # training rows stored in the model for int8 calibration
+    int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Accuracy on one split: MSE on the target scaled to [-1, 1] by the training rows, and R^2."""
+
+    mse: float
+    r2: float
+    rows: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One depth's best start (or the closest to the budgets): deployed figures on the target and scores."""
+
+    depth: int
+    start: int
+    step: int
+    val_mse: float  # hard-pruned, latent only, scaled target
+    latency_us: float | None
+    size_bytes: float | None
+    nonzero_params: int
+    active_neurons: int
+    violation: float  # largest relative budget overshoot, 0 within budgets
+    selection_val_mse: float | None = None  # after the short selection fine-tune
+    chosen: bool = False
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What run_search found. When no candidate met the budgets, met_budgets is False, the models are None
+    and `closest` holds the nearest candidate's figures."""
+
+    met_budgets: bool
+    model: SparseMLP | None  # pruned and fine-tuned
+    latent_model: SparseMLP | None  # pruned, straight from the latent (no fine-tuning)
+    chosen: Candidate | None
+    candidates: tuple[Candidate, ...]
+    closest: Candidate | None
+    metrics: dict[str, dict[str, Figures]]  # {"latent_only"|"fine_tuned": {"train"|"validation"|"test": Figures}}
+    dtype: str  # what the target runs: fp32 or int8
+    estimate: Estimate | None  # of `model` on the target in `dtype`
+    history: tuple[dict[str, Any], ...]  # search evaluations (MSE on the scaled target)
+    finetune_history: tuple[tuple[int, float], ...]  # (step, validation MSE on the scaled target)
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]]  # split -> (actual, predicted), raw units, subsampled
+    split_rows: dict[str, int]
+    validation_rows: np.ndarray  # indices of the held-out rows in the training file
+    timings_s: dict[str, float]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_dataset(dataset: Dataset, family: Any, embedding_name: str) -> None:
+    """Refuse data the embedding's family cannot take (inputs, outputs), with the limit and the fix."""
+    n_in, n_out = dataset.x.shape[1], dataset.y.shape[1]
+    if n_in > family.max_inputs:
+        raise InputError(
+            f"{dataset.path}: {n_in} features, but embedding {embedding_name} takes at most {family.max_inputs} "
+            f"inputs; choose {family.max_inputs} or fewer with --features, or train a larger embedding: "
+            f"swat-edge embed train --preset default --config '{{\"family\": {{\"max_inputs\": {n_in}}}}}' "
+            "--out DIR, then pass --embedding DIR"
+        )
+    if n_out != family.n_outputs:
+        raise InputError(
+            f"{dataset.path}: {n_out} target column(s) ({', '.join(dataset.target_names)}), but embedding "
+            f"{embedding_name} predicts exactly {family.n_outputs}; choose {family.n_outputs} with --target-col, or "
+            f"train an embedding with that many outputs: swat-edge embed train --preset default --config "
+            f"'{{\"family\": {{\"n_outputs\": {n_out}}}}}' --out DIR, then pass --embedding DIR"
+        )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    train: np.ndarray
+    val: np.ndarray
+    x_scale: np.ndarray
+    x_offset: np.ndarray
+    y_scale: np.ndarray
+    y_offset: np.ndarray
+    y_mean: np.ndarray  # of the scaled training target
+    y_std: np.ndarray
+    notes: tuple[str, ...]
+
+    def x(self, x: np.ndarray) -> np.ndarray:
+        return x * self.x_scale + self.x_offset
+
+    def y_standard(self, y: np.ndarray) -> np.ndarray:
+        return ((y * self.y_scale + self.y_offset) - self.y_mean) / self.y_std
+
+    @property
+    def output_scale(self) -> np.ndarray:
+        return self.y_std / self.y_scale
+
+    @property
+    def output_offset(self) -> np.ndarray:
+        return (self.y_mean - self.y_offset) / self.y_scale
+
+
+def split_and_scale(dataset: Dataset, *, fraction: float, seed: int) -> _Prepared:
+    """Hold out the validation rows, check there is something to learn, fit the [-1, 1] scaling on training rows."""
+    n = dataset.n_rows
+    n_val = max(int(round(fraction * n)), MIN_VALIDATION_ROWS)
+    if n - n_val < MIN_TRAIN_ROWS:
+        raise DataError(
+            dataset.path,
+            f"has {n} rows; the search needs at least {MIN_TRAIN_ROWS + MIN_VALIDATION_ROWS} ({MIN_TRAIN_ROWS} to "
+            f"train and {n_val} held out for validation at --validation {fraction:g}); add rows",
+        )
+    train, val = holdout_split(n, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
+    y_train = dataset.y[train]
+    for j, name in enumerate(dataset.target_names):
+        if np.ptp(y_train[:, j]) <= 1e-12 * max(abs(float(y_train[0, j])), 1.0):
+            raise DataError(
+                dataset.path,
+                f"the target is constant ({y_train[0, j]:g}) on all {len(train)} training rows; there is nothing "
+                "to learn (choose another --target-col)",
+                column=name,
+            )
+    x_scale, x_offset = minmax_scaling(dataset.x[train])
+    y_scale, y_offset = minmax_scaling(y_train)
+    y_scaled = y_train * y_scale + y_offset
+    notes = tuple(
+        f"feature {name!r} is constant on the training rows; the model ignores it (export drops that input)"
+        for name, s in zip(dataset.feature_names, x_scale) if s == 0.0
+    )
+    return _Prepared(train, val, x_scale, x_offset, y_scale, y_offset, y_scaled.mean(axis=0),
+                     y_scaled.std(axis=0), notes)
+
+
+def _figures(model: SparseMLP, x: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
+    pred = forward(model, x)
+    err = ((pred - y) * prep.y_scale) ** 2
+    centred = ((y - y.mean(axis=0)) * prep.y_scale) ** 2
+    sst = centred.sum(axis=0)
+    r2 = 1.0 - err.sum(axis=0) / np.where(sst > 0, sst, np.nan)
+    return Figures(mse=float(err.mean()), r2=float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
+                   rows=len(x))
+
+
+def _compile_unverified(model: SparseMLP, dtype: str) -> SparseMLP:
+    # The search assesses hundreds of candidates; run_passes' per-pass verification (~10 ms) is left to the
+    # export, which verifies the final model against forward() before writing anything.
+    for pass_fn in PIPELINE_INT8 if dtype == "int8" else PIPELINE:
+        model, _ = pass_fn(model)
+    return model
+
+
+def _search_dtype(target: TargetProfile, force_int8: bool) -> str:
+    if force_int8 or target.int8_policy == "always":
+        return "int8"
+    return "fp32"  # "when_faster" is decided on the final model (cost.choose_dtype)
+
+
+def run_search(
+    dataset: Dataset,
+    *,
+    embedding: Any,
+    target: TargetProfile,
+    budgets: Budgets = Budgets(),
+    settings: SearchSettings = SearchSettings(),
+    test: Dataset | None = None,
+    embedding_name: str = "",
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring)."""
+    module = getattr(embedding, "module", embedding)
+    family = module.config.family
+    check_dataset(dataset, family, embedding_name or str(getattr(embedding, "source", "")))
+    if test is not None and test.x.shape[1] != dataset.x.shape[1]:
+        raise InputError(f"{test.path}: {test.x.shape[1]} features, the training data has {dataset.x.shape[1]}")
+    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed)
+    x_tr, y_tr = dataset.x[prep.train], dataset.y[prep.train]
+    x_va, y_va = dataset.x[prep.val], dataset.y[prep.val]
+    n_inputs = x_tr.shape[1]
+    var = prep.y_std**2  # standardised MSE x var = MSE on the [-1, 1]-scaled target
+    to_scaled = float(np.mean(var))
+    dtype = _search_dtype(target, settings.int8)
+    model_fields = dict(
+        input_scale=prep.x_scale, input_offset=prep.x_offset, output_scale=prep.output_scale,
+        output_offset=prep.output_offset, feature_names=dataset.feature_names, target_names=dataset.target_names,
+    )
+    input_affine = affine_nodes(prep.x_scale, prep.x_offset) if dtype == "int8" else 0
+
+    def assess(net: SoftNetwork, threshold: float) -> Assessment:
+        model = to_sparse_mlp(net, 0, n_inputs=n_inputs, weight_threshold=threshold, **model_fields)
+        compiled = _compile_unverified(model, dtype)
+        counts = count_for(compiled, target, dtype)
+        return Assessment(latency_us=float(latency_us(counts, target.cost, 1)), size_bytes=float(counts.weight_bytes),
+                          nonzero_params=model_stats(compiled).nonzero_params)
+
+    def scaled_progress(step: int, total: int, info: dict[str, Any]) -> None:
+        if progress is not None:
+            best = info.get("best_val_mse")
+            progress(step, total, {**info, "train_mse": info["train_mse"] * to_scaled,
+                                   "best_val_mse": None if best is None else best * to_scaled})
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    latent_settings = replace(settings.latent, seed=settings.seed)
+    run = optimise_latents(
+        embedding, prep.x(x_tr), prep.y_standard(y_tr), prep.x(x_va), prep.y_standard(y_va),
+        settings=latent_settings, weights=settings.weights, budgets=budgets, target=target, cost_dtype=dtype,
+        input_affine=input_affine, assess=assess, progress=scaled_progress,
+    )
+    timings["search_s"] = time.perf_counter() - t0
+    history = tuple(_scaled_history(h, to_scaled) for h in run.history)
+    split_rows = {"train": len(prep.train), "validation": len(prep.val), "test": 0 if test is None else test.n_rows}
+    param_scale = float(family_param_count(family))
+
+    def build(snap: Snapshot) -> SparseMLP:
+        rows = np.random.default_rng(settings.seed).permutation(len(x_tr))[: settings.calibration_rows]
+        provenance = {
+            "generator": "swat-edge search", "embedding_sha256": str(getattr(embedding, "weights_sha256", "")),
+            "target": target.name, "seed": settings.seed, "depth": snap.depth, "start": snap.start,
+            "step": snap.step, "weight_threshold": snap.threshold,
+        }
+        net = snapshot_network(embedding, snap)
+        return to_sparse_mlp(net, 0, n_inputs=n_inputs, weight_threshold=snap.threshold, provenance=provenance,
+                             calibration=x_tr[np.sort(rows)], **model_fields)
+
+    def candidate(snap: Snapshot, model: SparseMLP, **extra: Any) -> Candidate:
+        a = snap.assessment
+        return Candidate(
+            depth=snap.depth, start=snap.start, step=snap.step, val_mse=snap.val_mse * to_scaled,
+            latency_us=None if a is None else a.latency_us, size_bytes=None if a is None else a.size_bytes,
+            nonzero_params=model_stats(model).nonzero_params, active_neurons=model_stats(model).active_neurons,
+            violation=snap.violation, **extra,
+        )
+
+    feasible = [s for s in run.best if s is not None]
+    if not feasible:
+        closest = run.closest
+        assert closest is not None, "bug: the search scored no candidate"
+        return SearchResult(
+            met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
+            closest=candidate(closest, build(closest)), metrics={}, dtype=dtype, estimate=None, history=history,
+            finetune_history=(), predictions={}, split_rows=split_rows, validation_rows=prep.val, timings_s=timings,
+            notes=prep.notes,
+        )
+
+    # Depth selection: each depth's best start, a short fine-tune, the validation score decides.
+    if stage is not None:
+        stage("selecting the depth (short fine-tune of each depth's best start)")
+    t0 = time.perf_counter()
+    per_depth: dict[int, Snapshot] = {}
+    for snap in feasible:
+        if snap.depth not in per_depth or snap.score < per_depth[snap.depth].score:
+            per_depth[snap.depth] = snap
+    trials = []
+    for depth in sorted(per_depth):
+        snap = per_depth[depth]
+        model = build(snap)
+        exact = estimate(model, target, dtype=dtype)
+        if budgets.violation(exact.latency_us[0], exact.model_bytes) > 0.0:
+            continue  # the unverified compile agreed with the search's assessment but the exact estimate did not
+        tuned = fine_tune(model, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=settings.select_steps,
+                          lr=settings.finetune_lr, seed=settings.seed)
+        val_scaled = _figures(tuned, x_va, y_va, prep).mse
+        structure = snap.score - math.log(max(snap.val_mse, 1e-30))
+        score = math.log(max(val_scaled / to_scaled, 1e-30)) + structure
+        trials.append((score, snap, model, tuned, val_scaled))
+    if not trials:
+        raise InputError("no candidate met the budgets after exact costing; relax --latency-budget/--size-budget")
+    trials.sort(key=lambda t: (t[0], t[1].depth))
+    _, snap, latent_model, tuned, _ = trials[0]
+    timings["select_s"] = time.perf_counter() - t0
+
+    if stage is not None:
+        stage("fine-tuning the surviving weights (masks frozen)")
+    t0 = time.perf_counter()
+    ft_history: list[tuple[int, float]] = []
+    rest = max(settings.finetune_steps - settings.select_steps, 0)
+    final = tuned
+    if rest:
+        final = fine_tune(tuned, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=rest, lr=settings.finetune_lr,
+                          seed=settings.seed + 1, history=ft_history)
+    timings["fine_tune_s"] = time.perf_counter() - t0
+    scale2 = float(np.mean(prep.y_scale**2))
+    ft_history_scaled = tuple((settings.select_steps + s, v * scale2) for s, v in ft_history)
+
+    candidates = tuple(
+        candidate(s, m, selection_val_mse=v, chosen=s is snap) for _, s, m, _, v in sorted(trials, key=lambda t: t[1].depth)
+    )
+    chosen = next(c for c in candidates if c.chosen)
+    splits = {"train": (x_tr, y_tr), "validation": (x_va, y_va)}
+    if test is not None:
+        splits["test"] = (test.x, test.y)
+    metrics = {
+        name: {split: _figures(m, x, y, prep) for split, (x, y) in splits.items()}
+        for name, m in (("latent_only", latent_model), ("fine_tuned", final))
+    }
+    deployed = "int8" if settings.int8 else None
+    est = estimate(final, target, dtype=deployed)
+    predictions = {}
+    for split in ("validation", "test"):
+        if split in splits:
+            x, y = splits[split]
+            keep = np.random.default_rng(settings.seed).permutation(len(x))[:_PLOT_ROWS]
+            predictions[split] = (y[keep], forward(final, x[keep]))
+    return SearchResult(
+        met_budgets=True, model=final, latent_model=latent_model, chosen=chosen, candidates=candidates, closest=None,
+        metrics=metrics, dtype=est.dtype, estimate=est, history=history, finetune_history=ft_history_scaled,
+        predictions=predictions, split_rows=split_rows, validation_rows=prep.val, timings_s=timings, notes=prep.notes,
+    )
+
+
+def _scaled_history(entry: dict[str, Any], factor: float) -> dict[str, Any]:
+    out = dict(entry)
+    out["train_mse"] = entry["train_mse"] * factor
+    out["best_val_mse"] = None if entry["best_val_mse"] is None else entry["best_val_mse"] * factor
+    out["val_mse_by_depth"] = {str(k): v * factor for k, v in entry["val_mse_by_depth"].items()}
+    return out

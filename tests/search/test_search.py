@@ -1,0 +1,216 @@
+"""The search library: the stacked relaxation is exact on hard networks, the cost terms match the cost model,
+the search is deterministic, budgets are enforced, bad data is refused; CORNN when the data is there."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from swat_edge.cost import estimate  # noqa: E402
+from swat_edge.data import Dataset  # noqa: E402
+from swat_edge.errors import DataError, InputError  # noqa: E402
+from swat_edge.model import forward, model_stats, model_to_bytes  # noqa: E402
+from swat_edge.search.decode import soft_forward, split_output, to_sparse_mlp  # noqa: E402
+from swat_edge.search.embedding import build_autoencoder  # noqa: E402
+from swat_edge.search.latent import LatentSettings, fine_tune  # noqa: E402
+from swat_edge.search.objective import (  # noqa: E402
+    Budgets,
+    LinearizedCost,
+    ObjectiveWeights,
+    expected_nonzero_params,
+    harden_stack,
+    penalties,
+    relax,
+    stack_networks,
+    unstack,
+)
+from swat_edge.search.run import SearchSettings, run_search  # noqa: E402
+from swat_edge.search.storage import load_embedding  # noqa: E402
+from swat_edge.targets import load_target  # noqa: E402
+
+FAST = SearchSettings(latent=LatentSettings(steps=24, starts_per_depth=2, eval_every=8, cost_every=4),
+                      select_steps=10, finetune_steps=30)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    return load_embedding(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def default_shape_module():
+    from swat_edge.search.config import make_config
+
+    return build_autoencoder(make_config("default"), seed=1).eval()  # untrained: any decoder output will do
+
+
+def _dataset(n=160, seed=0, n_features=2, noise=0.0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 5, size=(n, n_features))
+    y = np.sin(x[:, 0]) + 0.3 * x[:, -1] ** 2 + noise * rng.normal(size=n)
+    return Dataset("synthetic.csv", x, y[:, None], tuple(f"f{i}" for i in range(n_features)), ("y",), "0" * 64)
+
+
+def _stack(module, n_per_depth=3, seed=0):
+    fam = module.config.family
+    gen = torch.Generator().manual_seed(seed)
+    nets = [split_output(module.decode(torch.randn(n_per_depth, module.config.architecture.latent_dim,
+                                                   generator=gen) * 2, k), fam, k) for k in fam.depths]
+    return stack_networks(nets, fam.max_depth)
+
+
+@pytest.mark.parametrize("n_inputs", [2, 5])
+def test_stacked_hard_networks_equal_the_exported_models(default_shape_module, n_inputs):
+    """Every depth in one padded batch: the forward, the parameter count and the per-candidate network all agree
+    with what to_sparse_mlp exports, for each candidate and its own threshold."""
+    with torch.no_grad():
+        stack = _stack(default_shape_module)
+        thresholds = torch.linspace(0.0, 0.6, stack.depth.shape[0])
+        hard = harden_stack(stack, thresholds, n_inputs)
+        x = np.random.default_rng(1).uniform(-1, 1, size=(40, n_inputs))
+        y = soft_forward(hard.net, torch.as_tensor(x, dtype=torch.float32)).numpy()
+        nonzero = expected_nonzero_params(hard)
+    assert sorted(set(stack.depth.tolist())) == [1, 2, 3, 4]
+    for b in range(stack.depth.shape[0]):
+        model = to_sparse_mlp(unstack(stack, b), 0, n_inputs=n_inputs, weight_threshold=float(thresholds[b]))
+        assert len(model.hidden) == int(stack.depth[b])
+        np.testing.assert_allclose(forward(model, x), y[b], rtol=1e-5, atol=1e-5)
+        assert int(nonzero[b]) == model_stats(model).nonzero_params
+
+
+def test_relaxation_tends_to_the_hard_network_and_penalties_skip_padding(default_shape_module):
+    with torch.no_grad():
+        stack = _stack(default_shape_module, n_per_depth=2, seed=3)
+        t = torch.full((stack.depth.shape[0],), 0.2)
+        soft = relax(stack, t, temperature=1e-4, weight_softness=0.1, n_inputs=3)
+        hard = harden_stack(stack, t, 3)
+        x = torch.rand(30, 3) * 2 - 1
+        torch.testing.assert_close(soft_forward(soft.net, x), soft_forward(hard.net, x), atol=1e-3, rtol=1e-3)
+        # padding layers are identities: they neither change the output nor count as parameters
+        p_soft = penalties(soft, ObjectiveWeights(compactness=0, l1=0, sparsity=1.0), 1.0)
+        torch.testing.assert_close(p_soft, expected_nonzero_params(hard), atol=0.05, rtol=1e-3)
+
+
+def test_linearised_cost_is_the_cost_model_at_each_refresh(default_shape_module):
+    target = load_target("raspi4")
+    with torch.no_grad():
+        stack = _stack(default_shape_module, n_per_depth=2, seed=4)
+        t = torch.full((stack.depth.shape[0],), 0.3)
+        hard = harden_stack(stack, t, 2)
+    cost = LinearizedCost(target, n_inputs=2, n_outputs=1, activations=stack.net.activations)
+    latency, size = cost(hard)  # first call refreshes: exact
+    for b in range(stack.depth.shape[0]):
+        model = to_sparse_mlp(unstack(stack, b), 0, n_inputs=2, weight_threshold=0.3)
+        exact = estimate(model, target, dtype="fp32", compile=False)
+        assert float(latency[b]) == pytest.approx(exact.latency_us[0], rel=1e-5)
+        assert float(size[b]) == pytest.approx(exact.model_bytes, rel=1e-5)
+    # between refreshes the value moves with its gradient; at the anchor it is unchanged
+    soft = relax(stack, t, temperature=0.5, weight_softness=0.1, n_inputs=2)
+    cost.refresh(soft)
+    again, _ = cost(soft)
+    exact_soft, _ = cost.exact(cost._quantities(soft), [int(k) for k in soft.depth])
+    torch.testing.assert_close(again, exact_soft.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_budget_violation():
+    b = Budgets(latency_us=20.0, size_bytes=1000.0)
+    assert b.violation(19.0, 900.0) == 0.0
+    assert b.violation(25.0, 900.0) == pytest.approx(0.25)
+    assert b.violation(19.0, 1500.0) == pytest.approx(0.5)
+    assert not Budgets().any and Budgets().violation(1e9, 1e9) == 0.0
+
+
+def test_search_finds_a_model_and_keeps_both_figures(tiny):
+    data, test = _dataset(seed=0), _dataset(n=60, seed=1)
+    r = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, test=test)
+    assert r.met_budgets and r.model is not None and r.latent_model is not None
+    assert set(r.metrics) == {"latent_only", "fine_tuned"}
+    assert set(r.metrics["fine_tuned"]) == {"train", "validation", "test"}
+    ft, lo = r.metrics["fine_tuned"], r.metrics["latent_only"]
+    assert ft["validation"].mse <= lo["validation"].mse + 1e-12  # fine-tuning keeps its best validation iterate
+    assert ft["train"].rows + ft["validation"].rows == data.n_rows and ft["test"].rows == test.n_rows
+    # pruning kept the masks: fine-tuning changed values, never the structure
+    for a, b in zip(r.latent_model.layers, r.model.layers):
+        np.testing.assert_array_equal(a.weight != 0, b.weight != 0)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    # the [-1, 1] scaling of the training rows is folded into the model: raw data in, raw target out
+    train = np.setdiff1d(np.arange(data.n_rows), r.validation_rows)
+    x_n = data.x[train] * r.model.input_scale + r.model.input_offset
+    np.testing.assert_allclose([x_n.min(axis=0), x_n.max(axis=0)], [[-1, -1], [1, 1]], atol=1e-12)
+    assert r.model.feature_names == data.feature_names and r.model.calibration is not None
+    pred = forward(r.model, data.x)
+    assert abs(float(pred.mean()) - float(data.y.mean())) < 0.5 * float(data.y.std())
+    assert r.estimate is not None and r.estimate.target == "raspi4" and r.dtype == "fp32"
+    assert sum(c.chosen for c in r.candidates) == 1 and r.chosen is not None
+    assert len(r.history) == 3 and r.history[-1]["step"] == 24
+
+
+def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
+    data = _dataset(seed=2)
+    first = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
+    second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
+    assert model_to_bytes(first.model) == model_to_bytes(second.model)
+    other = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=dataclasses.replace(FAST, seed=1))
+    assert model_to_bytes(other.model) != model_to_bytes(first.model)
+
+
+def test_a_budget_nobody_meets_reports_the_closest_candidate(tiny):
+    r = run_search(_dataset(), embedding=tiny, target=load_target("raspi4"), settings=FAST,
+                   budgets=Budgets(latency_us=1.0))
+    assert not r.met_budgets and r.model is None and r.closest is not None
+    assert r.closest.latency_us > 1.0 and r.closest.violation == pytest.approx(r.closest.latency_us - 1.0)
+
+
+def test_a_budget_that_is_met_is_enforced_on_the_result(tiny):
+    target = load_target("raspi4")
+    free = run_search(_dataset(), embedding=tiny, target=target, settings=FAST)
+    budget = free.estimate.latency_us[0] * 1.5
+    r = run_search(_dataset(), embedding=tiny, target=target, settings=FAST, budgets=Budgets(latency_us=budget,
+                                                                                           size_bytes=10_000))
+    assert r.met_budgets and r.estimate.latency_us[0] <= budget and r.estimate.model_bytes <= 10_000
+    assert all(c.latency_us <= budget for c in r.candidates)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_dataset(n_features=3), r"3 features, but embedding tiny takes at most 2 inputs; choose 2 or fewer with "
+                                 r"--features, or train a larger embedding: swat-edge embed train .*max_inputs\": 3"),
+        (_dataset(n=19), r"has 19 rows; the search needs at least 20 \(16 to train and 4 held out"),
+        (dataclasses.replace(_dataset(), y=np.full((160, 1), 2.5)),
+         r"column 'y': the target is constant \(2.5\) on all 128 training rows; there is nothing to learn"),
+        (dataclasses.replace(_dataset(), y=np.ones((160, 2)), target_names=("y", "z")),
+         r"2 target column\(s\) \(y, z\), but embedding tiny predicts exactly 1"),
+    ],
+)
+def test_bad_data_is_refused_with_the_limit_and_the_fix(tiny, data, message):
+    with pytest.raises((InputError, DataError), match=message):
+        run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, embedding_name="tiny")
+
+
+def test_fine_tune_records_its_validation_curve():
+    from swat_edge.model import random_model
+
+    model = random_model([2, 3, 1], seed=0, normalization=False)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(64, 2))
+    y = forward(model, x) + 0.1
+    history = []
+    tuned = fine_tune(model, x, y, x_val=x, y_val=y, steps=50, check_every=10, history=history)
+    assert [s for s, _ in history] == [0, 10, 20, 30, 40, 50]
+    assert min(v for _, v in history) == pytest.approx(float(np.mean((forward(tuned, x) - y) ** 2)))
+    assert history[-1][1] < history[0][1]
+
+
+def test_cornn_task_end_to_end(tiny, cornn_dir):
+    from swat_edge.search.evaluate import load_cornn_task
+
+    task = load_cornn_task(cornn_dir, "sphere")
+    data = Dataset("sphere", task.x_train, task.y_train[:, None], ("x", "y"), ("f",), "0" * 64)
+    test = Dataset("sphere-test", task.x_test, task.y_test[:, None], ("x", "y"), ("f",), "0" * 64)
+    r = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, test=test)
+    assert r.split_rows == {"train": 3000, "validation": 750, "test": 1250}
+    # the scaled-target MSE is the CORNN protocol's: the task is already in [-1, 1], so the scaling is identity-like
+    assert math.isfinite(r.metrics["fine_tuned"]["test"].mse) and r.metrics["fine_tuned"]["test"].mse < 1.0

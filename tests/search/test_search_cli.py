@@ -1,0 +1,190 @@
+"""`swat-edge search` and `swat-edge export` of a search run, through swat_edge.cli.main: artefacts, card, latest
+run, budgets and every bad input as one line with its exit code."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from swat_edge.cli import main  # noqa: E402
+from swat_edge.model import load_model  # noqa: E402
+
+FAST = ["--steps", "16", "--starts", "2", "--finetune-steps", "20", "--no-measure"]
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def _write_csv(path, n=120, seed=0, header="a,b,y"):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 2))
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 1] ** 2
+    np.savetxt(path, np.c_[x, y], delimiter=",", header=header, comments="", fmt="%.6f")
+    return path
+
+
+@pytest.fixture(scope="module")
+def searched(tiny_run, tmp_path_factory):
+    """One search run in a fresh working folder (so runs/latest lands there), with a test file and budgets."""
+    import os
+
+    work = tmp_path_factory.mktemp("work")
+    data = _write_csv(work / "train.csv")
+    test = _write_csv(work / "test.csv", n=40, seed=1)
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["search", "--data", "train.csv", "--test", "test.csv", "--target", "raspi4", "--embedding",
+                  str(tiny_run), "--latency-budget", "1ms", "--size-budget", "4KB", "--out", "run1", *FAST])
+    finally:
+        os.chdir(old)
+    assert exc.value.code == 0
+    return work, data, test
+
+
+def test_search_writes_the_run_folder_and_points_latest_at_it(searched):
+    work, _, _ = searched
+    run = work / "run1"
+    assert sorted(p.name for p in run.iterdir()) == ["card.json", "model.onnx", "model.safetensors", "report.html"]
+    assert (work / "runs" / "latest").resolve() == run.resolve()
+    assert not [p for p in work.iterdir() if p.name.startswith(".run1")]  # no temporary folder left
+    html = (run / "report.html").read_text()
+    for part in ("<svg", "latent search", "fine-tuning", "predicted latency at batch 1", "active network"):
+        assert part in html
+    model = load_model(run / "model.safetensors")
+    assert model.feature_names == ("a", "b") and model.target_names == ("y",)
+
+
+def test_card_has_the_figures_the_issue_lists(searched):
+    work, data, test = searched
+    card = json.loads((work / "run1" / "card.json").read_text())
+    assert card["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert card["data"]["test"]["sha256"] == hashlib.sha256(test.read_bytes()).hexdigest()
+    assert card["data"]["split_rows"] == {"train": 96, "validation": 24, "test": 40}
+    assert len(card["embedding"]["weights_sha256"]) == 64 and card["embedding"]["steps"] == 20
+    assert card["target"]["name"] == "raspi4" and card["target"]["deployed_dtype"] == "fp32"
+    assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 16
+    assert card["budgets"] == {"latency_us": 1000.0, "size_bytes": 4000.0, "met": True,
+                               "checked_on": "predicted fp32 latency at batch 1 and model bytes on raspi4"}
+    for stage in ("latent_only", "fine_tuned"):
+        for split in ("train", "validation", "test"):
+            fig = card["metrics"][stage][split]
+            assert fig["mse"] >= 0 and fig["r2"] <= 1 and fig["rows"] > 0
+    m = card["model"]
+    for key in ("active_neurons", "nonzero_params", "sparse_macs", "dense_macs", "bytes_fp32", "bytes_int8"):
+        assert isinstance(m[key], int)
+    assert 0 < card["predicted"]["latency_us"] <= 1000.0 and card["predicted"]["model_bytes"] <= 4000
+    assert set(card["predicted"]["by_target"]) >= {"raspi4", "host", "cortex-m4"}
+    assert card["measured"] is None  # --no-measure
+    assert card["int8"]["written"] is False and "int8 policy is 'never'" in card["int8"]["reason"]
+    assert sum(c["chosen"] for c in card["selection"]["candidates"]) == 1
+
+
+def test_export_without_a_model_exports_the_latest_run(searched, capsys, monkeypatch):
+    work, _, _ = searched
+    monkeypatch.chdir(work)
+    code, out, err = run_cli(["export", "latest.onnx"], capsys)
+    assert code == 0, err
+    assert "search run" in out and (work / "latest.onnx").stat().st_size > 0
+    code, out, err = run_cli(["export", "-o", "picked.onnx", "--run", "run1"], capsys)
+    assert code == 0 and (work / "picked.onnx").exists()
+    code, _, err = run_cli(["export", "run1/model.safetensors", "-o", "x.onnx", "--run", "run1"], capsys)
+    assert code == 2 and "not both" in err
+
+
+def test_export_with_no_run_yet_says_what_to_do(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["export", "model.onnx"], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: no search run found (runs/latest is missing); run `swat-edge search` first, or give the model file "
+        "(swat-edge export MODEL -o model.onnx) or a run folder (--run DIR)"
+    ]
+
+
+def test_an_unmet_budget_exits_1_with_the_closest_candidate_and_writes_nothing(tiny_run, tmp_path, capsys,
+                                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _write_csv(tmp_path / "d.csv")
+    code, _, err = run_cli(["search", "--data", data, "--target", "raspi4", "--embedding", tiny_run,
+                            "--latency-budget", "2us", "--out", "r", *FAST], capsys)
+    assert code == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("FAILED: no candidate met the budgets (latency <= 2 us) on raspi4; closest: depth ")
+    assert "us and " in line and "non-zero parameters" in line and line.endswith("nothing written")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
+
+
+def _bad_embedding(tmp_path):
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "embedding.json").write_text("{not json")
+    return d
+
+
+@pytest.mark.parametrize(
+    "case, code, message",
+    [
+        ("features", 1, r"d.csv: 3 features, but embedding .* takes at most 2 inputs; choose 2 or fewer with "
+                        r"--features, or train a larger embedding: swat-edge embed train"),
+        ("nan", 1, r"d.csv row 3, column 'b': empty cell or NaN; values must be finite"),
+        ("text", 1, r"d.csv row 2, column 'a': 'abc' is not a number"),
+        ("rows", 1, r"d.csv: has 10 rows; the search needs at least 20"),
+        ("constant", 1, r"d.csv column 'y': the target is constant \(3\) on all \d+ training rows"),
+        ("target", 2, r"unknown target 'pluto'; available: .*raspi4"),
+        ("embedding", 1, r"broken/embedding.json: not valid JSON .*the embedding file is corrupted"),
+        ("no-embedding", 2, r"no such embedding file"),
+        ("budget", 2, r"--latency-budget '20 parsecs': give a positive number with a unit \(us, µs, ms, s\), e.g. 20us"),
+        ("outputs", 1, r"2 target column\(s\) \(a, y\), but embedding .* predicts exactly 1"),
+        ("exists", 2, r"already exists; pass --force to overwrite it"),
+        ("missing", 2, r"no such data file"),
+    ],
+)
+def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _write_csv(tmp_path / "d.csv")
+    extra: list = []
+    embedding = tiny_run
+    target = "raspi4"
+    if case == "features":
+        _write_csv(data, header="a,b,y").write_text(
+            "a,b,c,y\n" + "\n".join(f"{i},{i % 7},{i % 3},{i % 5}" for i in range(40)) + "\n")
+    elif case == "nan":
+        data.write_text("a,b,y\n1,2,3\n2,3,4\n3,,5\n" + "".join(f"{i},{i},{i}\n" for i in range(40)))
+    elif case == "text":
+        data.write_text("a,b,y\n1,2,3\nabc,3,4\n")
+    elif case == "rows":
+        _write_csv(data, n=10)
+    elif case == "constant":
+        data.write_text("a,b,y\n" + "".join(f"{i},{i * 2},3\n" for i in range(40)))
+    elif case == "target":
+        target = "pluto"
+    elif case == "embedding":
+        embedding = _bad_embedding(tmp_path)
+    elif case == "no-embedding":
+        embedding = tmp_path / "nowhere" / "embedding.json"
+    elif case == "budget":
+        extra = ["--latency-budget", "20 parsecs"]
+    elif case == "outputs":
+        extra = ["--target-col", "a,y"]
+    elif case == "exists":
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "card.json").write_text("{}")
+    elif case == "missing":
+        data = tmp_path / "nope.csv"
+    got, _, err = run_cli(["search", "--data", data, "--target", target, "--embedding", embedding, "--out", "out",
+                           *extra, *FAST], capsys)
+    lines = err.strip().splitlines()
+    assert got == code, err
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    import re
+
+    assert re.search(message, lines[0]), lines[0]
