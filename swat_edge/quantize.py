@@ -36,7 +36,7 @@ from typing import Iterator
 import numpy as np
 import onnx
 
-from .errors import DataError, ToolchainError
+from .errors import DataError, ToolchainError, UsageError
 from .export_onnx import INPUT_NAME, run_onnx
 
 __all__ = [
@@ -169,6 +169,11 @@ def _nodes_kept_fp32(onnx_model: onnx.ModelProto, keep_last_fp32: bool) -> list[
     if not gemms:
         raise ToolchainError("the model has no Gemm node; quantize models exported by swat_edge.export_onnx")
     first, last = gemms[0], gemms[-1]
+    if keep_last_fp32 and len(gemms) == 1:
+        raise UsageError(
+            "nothing to quantize: the compiled model is a single (output) layer, which stays float32; "
+            "export it as fp32, or pass --quantize-last to quantize that layer too"
+        )
     keep = [i for i in range(len(nodes)) if i < first or i > last or (keep_last_fp32 and i == last)]
     unnamed = [nodes[i].op_type for i in keep if not nodes[i].name]
     if unnamed:

@@ -266,3 +266,14 @@ def test_quantize_does_not_import_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_single_layer_model_has_nothing_to_quantize_when_the_last_layer_stays_fp32():
+    from swat_edge.errors import UsageError
+    from swat_edge.model import Layer, SparseMLP, sample_inputs
+    from swat_edge.export_onnx import to_onnx
+
+    model = SparseMLP.make([], Layer.make(np.array([[1.0], [2.0]]), [0.5]))
+    fp32 = to_onnx(model, simplify=False)
+    with pytest.raises(UsageError, match="nothing to quantize: the compiled model is a single"):
+        quantize_static(fp32, sample_inputs(model, 16))
