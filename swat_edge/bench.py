@@ -32,6 +32,7 @@ __all__ = [
     "PairStats",
     "BenchResult",
     "PairResult",
+    "at_batch",
     "latency_stats",
     "ratio_ci",
     "time_calls",
@@ -156,10 +157,7 @@ class BenchResult:
     machine: MachineInfo
 
     def latency(self, batch_size: int) -> LatencyStats:
-        for stats in self.latencies:
-            if stats.batch_size == batch_size:
-                return stats
-        raise KeyError(batch_size)
+        return at_batch(self.latencies, batch_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -184,10 +182,7 @@ class PairResult:
     machine: MachineInfo
 
     def pair(self, batch_size: int) -> PairStats:
-        for stats in self.pairs:
-            if stats.batch_size == batch_size:
-                return stats
-        raise KeyError(batch_size)
+        return at_batch(self.pairs, batch_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,6 +199,14 @@ class PairResult:
 
 # ---------------------------------------------------------------------------------------------------------
 # Statistics (pure)
+
+
+def at_batch(results: Sequence[Any], batch_size: int) -> Any:
+    """The entry of a per-batch-size result tuple for `batch_size` (KeyError if it was not measured)."""
+    for stats in results:
+        if stats.batch_size == batch_size:
+            return stats
+    raise KeyError(batch_size)
 
 
 def latency_stats(batch_size: int, times_ns: np.ndarray) -> LatencyStats:

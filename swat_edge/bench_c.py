@@ -39,6 +39,7 @@ from .bench import (
     LatencyStats,
     MachineInfo,
     ModelInfo,
+    at_batch,
     latency_stats,
     machine_info,
     ratio_ci,
@@ -137,10 +138,7 @@ class CBenchResult:
     machine: MachineInfo
 
     def latency(self, batch_size: int) -> LatencyStats:
-        for stats in self.latencies:
-            if stats.batch_size == batch_size:
-                return stats
-        raise KeyError(batch_size)
+        return at_batch(self.latencies, batch_size)
 
     def row_latency_us(self, batch_size: int) -> tuple[float, float, float]:
         """(p50, p90, p99) per row in microseconds: call latency / batch size."""
@@ -228,10 +226,7 @@ class CPairResult:
     machine: MachineInfo
 
     def pair(self, batch_size: int) -> CPairStats:
-        for stats in self.pairs:
-            if stats.batch_size == batch_size:
-                return stats
-        raise KeyError(batch_size)
+        return at_batch(self.pairs, batch_size)
 
     def to_json(self) -> dict[str, Any]:
         return {
