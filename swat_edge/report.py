@@ -51,9 +51,9 @@ def _figures_dict(fig: Any) -> dict[str, Any]:
 def _candidate_dict(c: Any) -> dict[str, Any]:
     return {
         "depth": c.depth, "start": c.start, "step": c.step, "val_mse": _num(c.val_mse),
-        "selection_val_mse": _num(c.selection_val_mse), "latency_us": _num(c.latency_us),
+        "finetuned_val_mse": _num(c.finetuned_val_mse), "latency_us": _num(c.latency_us),
         "size_bytes": _num(c.size_bytes), "nonzero_params": c.nonzero_params, "active_neurons": c.active_neurons,
-        "budget_violation": _num(c.violation), "chosen": c.chosen,
+        "budget_violation": _num(c.violation), "projected": c.projected, "chosen": c.chosen,
     }
 
 
@@ -122,8 +122,9 @@ def build_card(
         },
         "model": model_info,
         "selection": {
-            "rule": "per start, the best hard iterate by validation score among those within the budgets; per "
-                    "depth, the best start; the depth with the best validation score after a short fine-tune",
+            "rule": "per start, the best hard iterate by validation score (log MSE + the objective's size and "
+                    "latency terms) among those within the budgets; per depth, the best start; the best depths' networks "
+                    "pruned and fine-tuned, the best validation score wins",
             "candidates": [_candidate_dict(c) for c in result.candidates],
         },
         "predicted": {
@@ -149,6 +150,8 @@ def _e(text: Any) -> str:
 def _fmt(v: float) -> str:
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
+    if abs(v) < 1e6 and float(v).is_integer():
+        return str(int(v))
     if abs(v) >= 1e4 or abs(v) < 1e-2:
         return f"{v:.1e}"
     return f"{v:.3g}"
@@ -400,7 +403,7 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     parts.append("<h2>Model</h2>")
     parts.append(_table(
         ["widths (physical)", "active widths", "compiled widths", "active neurons", "non-zero params",
-         "sparse MACs", "dense MACs", "fp32 bytes", "int8 bytes", "ONNX bytes"],
+         "sparse MACs", "dense MACs", "fp32 bytes (uncompiled)", "int8 bytes (uncompiled)", "ONNX bytes"],
         [("-".join(map(str, m["widths"])), "-".join(map(str, m["active_widths"])),
           "-".join(map(str, m["compiled_widths"])), m["active_neurons"], m["nonzero_params"], m["sparse_macs"],
           m["dense_macs"], m["bytes_fp32"], m["bytes_int8"], m["onnx_bytes"])],
@@ -412,11 +415,12 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     parts.append("<h2>Search and fine-tuning</h2>")
     hist = result.history
     steps = [h["step"] for h in hist]
-    series = [("train MSE (relaxed, best start)", steps, [h["train_mse"] for h in hist]),
-              ("best validation MSE (hard)", steps, [h["best_val_mse"] for h in hist])]
+    series = [("train (relaxed, best start)", steps, [h["train_mse"] for h in hist]),
+              ("validation (hard, chosen)", steps, [h["best_val_mse"] for h in hist])]
     depths = sorted({d for h in hist for d in h["val_mse_by_depth"]}, key=int)
     for d in depths:
         series.append((f"depth {d} validation (hard)", steps, [h["val_mse_by_depth"].get(d) for h in hist]))
+    # (validation curves: the best start's hard network at each evaluation; "chosen" is the leader so far)
     charts = [line_chart_svg(series, title="latent search", xlabel="step", ylabel="MSE (scaled target)")]
     if result.finetune_history:
         fs = [s for s, _ in result.finetune_history]
@@ -424,9 +428,9 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
                                      title="fine-tuning (masks frozen)", xlabel="step", ylabel="MSE (scaled target)"))
     parts.append(f"<div class='plots'>{''.join(charts)}</div>")
     parts.append(_table(
-        ["depth", "start", "step", "val MSE latent", "val MSE after selection fine-tune", "latency us", "bytes",
+        ["depth", "start", "step", "val MSE latent only", "val MSE fine-tuned", "latency us", "bytes",
          "non-zero params", "active neurons", "chosen"],
-        [(c["depth"], c["start"], c["step"], _g(c["val_mse"]), _g(c["selection_val_mse"]), _g(c["latency_us"], ".1f"),
+        [(c["depth"], c["start"], c["step"], _g(c["val_mse"]), _g(c["finetuned_val_mse"]), _g(c["latency_us"], ".1f"),
           _g(c["size_bytes"], ".0f"), c["nonzero_params"], c["active_neurons"], "yes" if c["chosen"] else "")
          for c in card["selection"]["candidates"]],
     ))

@@ -223,7 +223,13 @@ def write_run(
         save_model(model, tmp / MODEL_FILE)
         fp32 = export_onnx_file(model, tmp / ONNX_FILE)
         int8_info: dict[str, Any] = {"written": False}
-        if result.dtype == "int8":
+        from .passes import PIPELINE_INT8, run_passes
+
+        quantizable = bool(run_passes(model, passes=PIPELINE_INT8).model.hidden)
+        if result.dtype == "int8" and not quantizable:
+            int8_info["reason"] = ("the compiled model has no hidden layer left to quantize (the output layer stays "
+                                   "float32); model.onnx is the deployable model")
+        elif result.dtype == "int8":
             x_held, y_held = heldout
             q = export_onnx_file(model, tmp / INT8_FILE, quantization="static", calibration_rows=model.calibration,
                                  heldout_rows=x_held, heldout_targets=y_held)

@@ -11,14 +11,27 @@ weights of a hard network with its masks frozen.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..model import ACTIVATIONS, Layer, SparseMLP, forward
-from .decode import SoftNetwork, decode_soft, harden, soft_forward, split_output, to_sparse_mlp
+from ..targets import TargetProfile
+from .decode import NetLayout, SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp
+from .objective import (
+    Budgets,
+    LinearizedCost,
+    ObjectiveWeights,
+    cost_penalty,
+    expected_nonzero_params,
+    harden_stack,
+    penalties,
+    relax,
+    stack_networks,
+    unstack,
+)
 
 __all__ = [
     "Adam",
@@ -183,20 +196,34 @@ def search_latent(
 
 
 def from_sparse_mlp(model: SparseMLP, dtype: torch.dtype = torch.float64) -> SoftNetwork:
-    """A batch-of-one hard SoftNetwork computing `model` in its normalised space (scaling not included)."""
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
-    acts = torch.stack([
-        torch.nn.functional.one_hot(torch.as_tensor([ACTIVATIONS.index(a) for a in layer.activations]),
-                                    len(ACTIVATIONS)).to(dtype)
-        for layer in model.hidden
-    ])[None] if model.hidden else torch.zeros(1, 0, 0, len(ACTIVATIONS), dtype=dtype)
-    gates = torch.stack([t(layer.mask.astype(np.float64)) for layer in model.hidden])[None] if model.hidden else \
-        torch.zeros(1, 0, 0, dtype=dtype)
+    """A batch-of-one hard SoftNetwork computing `model` in its normalised space (scaling not included).
+
+    Hidden layers of different widths are padded to the widest with gated-off neurons (zero weights in and
+    out), which computes the same function; the first layer keeps the model's input count.
+    """
+    width = max((layer.n_out for layer in model.hidden), default=0)
+    identity = ACTIVATIONS.index("identity")
+
+    def padded(a: np.ndarray, rows: int, cols: int) -> torch.Tensor:
+        out = np.zeros((rows, cols))
+        out[: a.shape[0], : a.shape[1]] = a
+        return torch.as_tensor(out, dtype=dtype)[None]
+
+    weights, biases, acts, gates = [], [], [], []
+    for l, layer in enumerate(model.hidden):
+        weights.append(padded(layer.weight, model.n_inputs if l == 0 else width, width))
+        biases.append(padded(layer.bias[None, :], 1, width)[0])
+        index = [ACTIVATIONS.index(a) for a in layer.activations] + [identity] * (width - layer.n_out)
+        acts.append(torch.nn.functional.one_hot(torch.as_tensor(index), len(ACTIVATIONS)).to(dtype))
+        gates.append(padded(layer.mask.astype(np.float64)[None, :], 1, width)[0, 0])
+    out = model.output
+    weights.append(padded(out.weight, width if model.hidden else model.n_inputs, out.n_out))
+    biases.append(torch.as_tensor(out.bias, dtype=dtype)[None])
+    act_t = torch.stack(acts)[None] if acts else torch.zeros(1, 0, 0, len(ACTIVATIONS), dtype=dtype)
+    gate_t = torch.stack(gates)[None] if gates else torch.zeros(1, 0, 0, dtype=dtype)
     return SoftNetwork(
-        activations=ACTIVATIONS,
-        weights=tuple(t(layer.weight)[None] for layer in model.layers),
-        biases=tuple(t(layer.bias)[None] for layer in model.layers),
-        activation_logits=acts, gate_logits=gates, activation_probs=acts, gate_probs=gates,
+        activations=ACTIVATIONS, weights=tuple(weights), biases=tuple(biases),
+        activation_logits=act_t, gate_logits=gate_t, activation_probs=act_t, gate_probs=gate_t,
     )
 
 
@@ -225,7 +252,7 @@ def fine_tune(
         raise InputError("fine_tune: every hidden layer needs at least one neuron")
     y_train = _as_2d(y_train)
     net = from_sparse_mlp(model)
-    masks = [torch.as_tensor(layer.weight != 0.0) for layer in model.layers]
+    masks = [w[0] != 0.0 for w in net.weights]  # padding entries are zero: frozen with the pruned weights
     weights = [w.clone().requires_grad_(True) for w in net.weights]
     biases = [b.clone().requires_grad_(True) for b in net.biases]
     x_n = torch.as_tensor(np.asarray(x_train) * model.input_scale + model.input_offset)
@@ -235,7 +262,8 @@ def fine_tune(
 
     def current() -> SparseMLP:
         layers = [
-            Layer.make((w[0] * m).detach().numpy(), b[0].detach().numpy(), layer.activations, layer.mask)
+            Layer.make((w[0] * m)[: layer.n_in, : layer.n_out].detach().numpy(), b[0, : layer.n_out].detach().numpy(),
+                       layer.activations, layer.mask)
             for w, b, m, layer in zip(weights, biases, masks, model.layers)
         ]
         return model.replace(hidden=tuple(layers[:-1]), output=layers[-1])
@@ -279,14 +307,14 @@ class LatentSettings:
     steps: int = 600
     lr: float = 0.05  # on the latents, cosine-decayed to final_lr
     final_lr: float = 0.005
-    batch_points: int = 1024  # training rows per step (all of them when fewer)
+    batch_points: int = 256  # training rows per step (all of them when fewer); 1024 measured 2x slower, no better
     eval_every: int = 50  # steps between hard decodes scored on the validation split
     anneal_fraction: float = 0.6  # temperature reaches final_temperature after this share of the steps
     final_temperature: float = 0.05
     weight_softness: float = 0.1  # width of the weight-threshold sigmoid at temperature 1 (0.005 at the end)
     threshold_lr: float = 0.005
     threshold_max: float = 3.0  # the paper clamps the learnable weight threshold to [0, 3]
-    cost_every: int = 10  # steps between exact cost-model evaluations (linearised in between)
+    cost_every: int = 50  # steps between exact cost-model evaluations (linearised in between; ~80 ms each)
     init: str = "encoded"  # "encoded": latents of random family MLPs; "normal": N(0, 1)
     max_val_rows: int = 4096  # validation rows scored during the search (all rows for the final figures)
     seed: int = 0
@@ -333,16 +361,21 @@ class Snapshot:
 @dataclass(frozen=True)
 class LatentRun:
     """Result of optimise_latents: the best feasible iterate of each start (None where a start never met the
-    budgets), the iterate closest to the budgets (when any were given), and the search history."""
+    budgets), the iterate closest to the budgets (when none met them), each start's best iterate ignoring the
+    budgets, and the search history. Iterates whose output is a constant (a layer with every neuron off) are
+    kept only as `closest`, when nothing else was found."""
 
     best: tuple[Snapshot | None, ...]
     closest: Snapshot | None
+    unconstrained: tuple[Snapshot | None, ...]
     history: tuple[dict[str, Any], ...]
     steps: int
 
 
-Assess = Any  # Callable[[SoftNetwork (batch of one, the candidate's depth), float threshold], Assessment]
-Progress = Any  # Callable[[int step, int total, dict info], None]
+# assess(net, threshold): a hard candidate's deployed figures; net is a batch-of-one network of its own depth.
+Assess = Callable[[SoftNetwork, float], Assessment]
+# progress(step, total, info): info has train_mse, best_val_mse and latency_us (the last two None until known).
+Progress = Callable[[int, int, dict[str, Any]], None]
 
 
 def initial_latents(module: Any, depth: int, n: int, *, n_inputs: int, seed: int, init: str = "encoded") -> torch.Tensor:
@@ -381,9 +414,9 @@ def optimise_latents(
     y_val: np.ndarray,
     *,
     settings: LatentSettings = LatentSettings(),
-    weights: Any = None,
-    budgets: Any = None,
-    target: Any = None,
+    weights: ObjectiveWeights | None = None,
+    budgets: Budgets | None = None,
+    target: TargetProfile | None = None,
     cost_dtype: str = "fp32",
     input_affine: int = 0,
     assess: Assess | None = None,
@@ -397,19 +430,6 @@ def optimise_latents(
     SoftNetwork of the candidate's depth; required when budgets or the latency/size weights are on). Returns
     each start's best hard iterate by validation score among those meeting the budgets.
     """
-    from .objective import (
-        Budgets,
-        LinearizedCost,
-        ObjectiveWeights,
-        cost_penalty,
-        expected_nonzero_params,
-        harden_stack,
-        penalties,
-        relax,
-        stack_networks,
-        unstack,
-    )
-
     settings = settings.check()
     weights = ObjectiveWeights() if weights is None else weights
     budgets = Budgets() if budgets is None else budgets
@@ -450,11 +470,14 @@ def optimise_latents(
     if use_cost:
         names = family.activations if "identity" in family.activations else (*family.activations, "identity")
         cost = LinearizedCost(target, n_inputs=n_inputs, n_outputs=family.n_outputs, activations=names,
-                              dtype=cost_dtype, input_affine=input_affine)
+                              dtype=cost_dtype, input_affine=input_affine,
+                              with_size=bool(weights.size) or budgets.size_bytes is not None)
     optimizer = Adam([[latents[k] for k in depths], [thresholds]], [settings.lr, settings.threshold_lr])
     anneal = max(int(settings.anneal_fraction * settings.steps), 1)
     best: dict[tuple[int, int], Snapshot] = {}
+    unconstrained: dict[tuple[int, int], Snapshot] = {}
     closest: Snapshot | None = None
+    closest_rank: tuple[bool, float, float] = (True, np.inf, np.inf)
     history: list[dict[str, Any]] = []
     leader: Snapshot | None = None
     requires = [p.requires_grad for p in module.parameters()]
@@ -463,8 +486,30 @@ def optimise_latents(
         p.requires_grad_(False)
     module.eval()
 
+    # Slices of each decoder's flat output, computed once (NetLayout.split recomputes its shapes on every call and
+    # split_output also tempers; at ~20 ms a step both showed up in the profile).
+    layouts = {}
+    for k in depths:
+        start, parts = 0, {}
+        for name, shape in NetLayout(family, k).shapes.items():
+            n = int(np.prod(shape))
+            parts[name] = (start, start + n, shape)
+            start += n
+        layouts[k] = parts
+
     def decode_all() -> Any:
-        return stack_networks([split_output(module.decode(latents[k], k), family, k) for k in depths], max_depth)
+        nets = []
+        for k in depths:
+            flat = module.decode(latents[k], k)
+            p = {name: flat[:, a:b].reshape(flat.shape[0], *shape) for name, (a, b, shape) in layouts[k].items()}
+            weights = (p["first_weight"], *(p["deep_weight"][:, l] for l in range(k - 1)), p["output_weight"])
+            biases = (*(p["bias"][:, l] for l in range(k)), p["output_bias"])
+            nets.append(SoftNetwork(
+                activations=tuple(family.activations), weights=weights, biases=biases,
+                activation_logits=p["activation_logits"], gate_logits=p["gate_logits"],
+                activation_probs=p["activation_logits"], gate_probs=p["gate_logits"],  # relax() tempers them
+            ))
+        return stack_networks(nets, max_depth)
 
     def hard_score(val: float, a: Assessment | None, nonzero: float) -> float:
         score = float(np.log(max(val, 1e-30))) + weights.sparsity * nonzero / param_scale
@@ -504,6 +549,8 @@ def optimise_latents(
                     hard = harden_stack(stack, thresholds, n_inputs)
                     vals = ((soft_forward(hard.net, xv) - yv) ** 2).mean(dim=(1, 2))
                     nonzero = expected_nonzero_params(hard)
+                    # a real layer with every neuron off makes the output a constant: not a model worth keeping
+                    alive = ((hard.gates.sum(dim=2) > 0) | ~hard.live).all(dim=1)
                 val_by_depth: dict[int, float] = {}
                 for b, (k, s) in enumerate(keys):
                     val = float(vals[b])
@@ -517,10 +564,15 @@ def optimise_latents(
                     snap = Snapshot(depth=k, start=s, step=step, val_mse=val, score=score,
                                     latent=latents[k][s].detach().numpy().copy(), threshold=t,
                                     assessment=a, violation=violation)
-                    if violation > 0.0:
-                        if closest is None or (violation, score) < (closest.violation, closest.score):
-                            closest = snap
-                    elif (k, s) not in best or score < best[(k, s)].score:
+                    # a constant network (a layer with every neuron off) only ever serves as "closest" figures
+                    rank = (not bool(alive[b]), violation, score)
+                    if closest is None or rank < closest_rank:
+                        closest, closest_rank = snap, rank
+                    if not bool(alive[b]):
+                        continue
+                    if (k, s) not in unconstrained or score < unconstrained[(k, s)].score:
+                        unconstrained[(k, s)] = snap
+                    if violation == 0.0 and ((k, s) not in best or score < best[(k, s)].score):
                         best[(k, s)] = snap
                 if best:
                     leader = min(best.values(), key=lambda snap: snap.score)
@@ -544,8 +596,9 @@ def optimise_latents(
         for p, r in zip(module.parameters(), requires):
             p.requires_grad_(r)
         module.train(was_training)
-    ordered = tuple(best.get(key) for key in keys)
-    return LatentRun(best=ordered, closest=None if best else closest, history=tuple(history), steps=settings.steps)
+    return LatentRun(best=tuple(best.get(key) for key in keys), closest=None if best else closest,
+                     unconstrained=tuple(unconstrained.get(key) for key in keys), history=tuple(history),
+                     steps=settings.steps)
 
 
 def snapshot_network(embedding: Any, snapshot: Snapshot) -> SoftNetwork:

@@ -18,7 +18,7 @@ import numpy as np
 from ..cost import Estimate, affine_nodes, count_for, estimate, latency_us
 from ..data import Dataset, holdout_split, minmax_scaling
 from ..errors import DataError, InputError
-from ..model import SparseMLP, forward, model_stats
+from ..model import Layer, SparseMLP, forward, model_stats
 from ..passes import PIPELINE, PIPELINE_INT8
 from ..targets import TargetProfile
 from .decode import SoftNetwork, to_sparse_mlp
@@ -42,6 +42,7 @@ __all__ = [
     "SearchResult",
     "check_dataset",
     "split_and_scale",
+    "single_activation",
     "run_search",
 ]
 
@@ -57,9 +58,12 @@ class SearchSettings:
     latent: LatentSettings = LatentSettings()
     weights: ObjectiveWeights = ObjectiveWeights()
     validation_fraction: float = 0.2
-    select_steps: int = 150  # fine-tuning steps given to each depth's best candidate to choose the depth
-    finetune_steps: int = 1000  # total fine-tuning steps of the chosen candidate (select_steps included)
-    finetune_lr: float = 0.01
+    finetune_steps: int = 800  # weight-space fine-tuning steps of each candidate network
+    finetune_depths: int = 2  # how many depths (best latent-only scores first) are fine-tuned to choose from
+    finetune_lr: float = 0.03  # cosine-decayed to finetune_final_lr
+    finetune_final_lr: float = 0.0005
+    finetune_batch_points: int = 256
+    finetune_check_every: int = 50  # steps between validation checks (the best iterate is kept)
     calibration_rows: int = 256  # training rows stored in the model for int8 calibration
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
     seed: int = 0
@@ -92,7 +96,8 @@ class Candidate:
     nonzero_params: int
     active_neurons: int
     violation: float  # largest relative budget overshoot, 0 within budgets
-    selection_val_mse: float | None = None  # after the short selection fine-tune
+    finetuned_val_mse: float | None = None  # after weight-space fine-tuning (what chooses the depth)
+    projected: bool = False  # activations projected onto one per layer to meet a budget
     chosen: bool = False
 
 
@@ -288,68 +293,98 @@ def run_search(
         return to_sparse_mlp(net, 0, n_inputs=n_inputs, weight_threshold=snap.threshold, provenance=provenance,
                              calibration=x_tr[np.sort(rows)], **model_fields)
 
-    def candidate(snap: Snapshot, model: SparseMLP, **extra: Any) -> Candidate:
+    def structure_terms(model: SparseMLP, exact: Estimate) -> float:
+        """The objective's size and latency terms of a hard model (what the score adds to log MSE)."""
+        w = settings.weights
+        terms = w.sparsity * model_stats(model).nonzero_params / param_scale
+        if settings.weights.latency or settings.weights.size or budgets.any:
+            terms += w.latency * math.log(exact.latency_us[0]) + w.size * math.log(max(exact.model_bytes, 1))
+        return terms
+
+    def candidate(snap: Snapshot, model: SparseMLP, exact: Estimate | None, **extra: Any) -> Candidate:
         a = snap.assessment
+        latency = exact.latency_us[0] if exact is not None else None if a is None else a.latency_us
+        size = exact.model_bytes if exact is not None else None if a is None else a.size_bytes
+        stats = model_stats(model)
         return Candidate(
-            depth=snap.depth, start=snap.start, step=snap.step, val_mse=snap.val_mse * to_scaled,
-            latency_us=None if a is None else a.latency_us, size_bytes=None if a is None else a.size_bytes,
-            nonzero_params=model_stats(model).nonzero_params, active_neurons=model_stats(model).active_neurons,
-            violation=snap.violation, **extra,
+            depth=snap.depth, start=snap.start, step=snap.step, val_mse=_figures(model, x_va, y_va, prep).mse,
+            latency_us=latency, size_bytes=size, nonzero_params=stats.nonzero_params,
+            active_neurons=stats.active_neurons,
+            violation=budgets.violation(latency, size) if latency is not None and size is not None else snap.violation,
+            **extra,
         )
 
-    feasible = [s for s in run.best if s is not None]
-    if not feasible:
-        closest = run.closest
-        assert closest is not None, "bug: the search scored no candidate"
-        return SearchResult(
-            met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
-            closest=candidate(closest, build(closest)), metrics={}, dtype=dtype, estimate=None, history=history,
-            finetune_history=(), predictions={}, split_rows=split_rows, validation_rows=prep.val, timings_s=timings,
-            notes=prep.notes,
-        )
-
-    # Depth selection: each depth's best start, a short fine-tune, the validation score decides.
-    if stage is not None:
-        stage("selecting the depth (short fine-tune of each depth's best start)")
+    # Pool: each depth's best start within the budgets (`finetune_depths` of them, best latent-only scores
+    # first), plus, under a latency or size budget, the best over-budget network of each depth projected onto one
+    # activation per layer (on runtimes like onnxruntime a layer mixing k activations runs Split + k nodes +
+    # Concat, usually the largest latency term; the relaxed search reaches single-type layers slowly, so this
+    # projection often turns a near miss into a feasible network, and fine-tuning adapts its weights).
     t0 = time.perf_counter()
-    per_depth: dict[int, Snapshot] = {}
-    for snap in feasible:
-        if snap.depth not in per_depth or snap.score < per_depth[snap.depth].score:
-            per_depth[snap.depth] = snap
-    trials = []
-    for depth in sorted(per_depth):
-        snap = per_depth[depth]
+
+    def best_per_depth(snaps: Any) -> dict[int, Snapshot]:
+        out: dict[int, Snapshot] = {}
+        for snap in snaps:
+            if snap is not None and (snap.depth not in out or snap.score < out[snap.depth].score):
+                out[snap.depth] = snap
+        return out
+
+    pool: list[tuple[float, Snapshot, SparseMLP, Estimate, bool]] = []  # (score, snapshot, model, estimate, projected)
+    for snap in best_per_depth(run.best).values():
         model = build(snap)
         exact = estimate(model, target, dtype=dtype)
-        if budgets.violation(exact.latency_us[0], exact.model_bytes) > 0.0:
-            continue  # the unverified compile agreed with the search's assessment but the exact estimate did not
-        tuned = fine_tune(model, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=settings.select_steps,
-                          lr=settings.finetune_lr, seed=settings.seed)
-        val_scaled = _figures(tuned, x_va, y_va, prep).mse
-        structure = snap.score - math.log(max(snap.val_mse, 1e-30))
-        score = math.log(max(val_scaled / to_scaled, 1e-30)) + structure
-        trials.append((score, snap, model, tuned, val_scaled))
-    if not trials:
-        raise InputError("no candidate met the budgets after exact costing; relax --latency-budget/--size-budget")
-    trials.sort(key=lambda t: (t[0], t[1].depth))
-    _, snap, latent_model, tuned, _ = trials[0]
-    timings["select_s"] = time.perf_counter() - t0
+        if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:  # the verified estimate agrees
+            pool.append((snap.score, snap, model, exact, False))
+    pool.sort(key=lambda t: (t[0], t[1].depth))
+    pool = pool[: max(settings.finetune_depths, 1)]
+    if budgets.any:
+        projected = []
+        for snap in best_per_depth(run.unconstrained).values():
+            if snap.violation == 0.0:
+                continue
+            model = single_activation(build(snap), target)
+            exact = estimate(model, target, dtype=dtype)
+            if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:
+                val = _figures(model, x_va, y_va, prep).mse / to_scaled
+                projected.append((math.log(max(val, 1e-30)) + structure_terms(model, exact), snap, model, exact, True))
+        pool += sorted(projected, key=lambda t: (t[0], t[1].depth))[:1]
+
+    if not pool:
+        closest = run.closest
+        assert closest is not None, "bug: the search scored no candidate"
+        if not budgets.any or closest.violation == 0.0:
+            raise InputError(
+                f"{dataset.path}: every network the search found computes a constant (every neuron of a layer "
+                "off); try more --steps, another --seed, or a lower --latency-weight"
+            )
+        model = build(closest)
+        return SearchResult(
+            met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
+            closest=candidate(closest, model, estimate(model, target, dtype=dtype)), metrics={}, dtype=dtype,
+            estimate=None, history=history, finetune_history=(), predictions={}, split_rows=split_rows,
+            validation_rows=prep.val, timings_s=timings, notes=prep.notes,
+        )
 
     if stage is not None:
-        stage("fine-tuning the surviving weights (masks frozen)")
-    t0 = time.perf_counter()
-    ft_history: list[tuple[int, float]] = []
-    rest = max(settings.finetune_steps - settings.select_steps, 0)
-    final = tuned
-    if rest:
-        final = fine_tune(tuned, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=rest, lr=settings.finetune_lr,
-                          seed=settings.seed + 1, history=ft_history)
-    timings["fine_tune_s"] = time.perf_counter() - t0
+        names = ", ".join(f"{t[1].depth}{' (one activation per layer)' if t[4] else ''}" for t in pool)
+        stage(f"fine-tuning the networks of depth {names} ({settings.finetune_steps} steps each, masks frozen)")
+    trials = []
     scale2 = float(np.mean(prep.y_scale**2))
-    ft_history_scaled = tuple((settings.select_steps + s, v * scale2) for s, v in ft_history)
+    for _, snap, model, exact, was_projected in pool:
+        ft_history: list[tuple[int, float]] = []
+        tuned = fine_tune(model, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=settings.finetune_steps,
+                          lr=settings.finetune_lr, final_lr=settings.finetune_final_lr, seed=settings.seed,
+                          batch_points=settings.finetune_batch_points, history=ft_history,
+                          check_every=settings.finetune_check_every)
+        val_scaled = _figures(tuned, x_va, y_va, prep).mse
+        score = math.log(max(val_scaled / to_scaled, 1e-30)) + structure_terms(model, exact)
+        trials.append((score, snap, model, tuned, val_scaled, tuple((s, v * scale2) for s, v in ft_history), exact,
+                       was_projected))
+    best_trial = min(trials, key=lambda t: (t[0], t[1].depth))
+    _, snap, latent_model, final, _, ft_history_scaled, _, _ = best_trial
+    timings["fine_tune_s"] = time.perf_counter() - t0
 
     candidates = tuple(
-        candidate(s, m, selection_val_mse=v, chosen=s is snap) for _, s, m, _, v in sorted(trials, key=lambda t: t[1].depth)
+        candidate(t[1], t[2], t[6], finetuned_val_mse=t[4], projected=t[7], chosen=t is best_trial) for t in trials
     )
     chosen = next(c for c in candidates if c.chosen)
     splits = {"train": (x_tr, y_tr), "validation": (x_va, y_va)}
@@ -372,6 +407,18 @@ def run_search(
         metrics=metrics, dtype=est.dtype, estimate=est, history=history, finetune_history=ft_history_scaled,
         predictions=predictions, split_rows=split_rows, validation_rows=prep.val, timings_s=timings, notes=prep.notes,
     )
+
+
+def single_activation(model: SparseMLP, target: TargetProfile) -> SparseMLP:
+    """Each hidden layer with one activation: its active neurons' most common one (ties: the cheaper on target)."""
+    cost = {"identity": 0.0, **{a: getattr(target.cost, f"{a}_ns") for a in ("relu", "leaky_relu", "tanh", "sigmoid")}}
+    hidden = []
+    for layer in model.hidden:
+        active = [a for a, m in zip(layer.activations, layer.mask) if m] or list(layer.activations)
+        choice = min(set(active), key=lambda a: (-active.count(a), cost[a], a))
+        hidden.append(Layer.make(layer.weight, layer.bias, choice, layer.mask))
+    provenance = {**model.provenance, "activations": "projected onto one per layer to meet a budget"}
+    return model.replace(hidden=tuple(hidden), provenance=provenance)
 
 
 def _scaled_history(entry: dict[str, Any], factor: float) -> dict[str, Any]:

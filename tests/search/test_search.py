@@ -27,12 +27,12 @@ from swat_edge.search.objective import (  # noqa: E402
     stack_networks,
     unstack,
 )
-from swat_edge.search.run import SearchSettings, run_search  # noqa: E402
+from swat_edge.search.run import SearchSettings, run_search, single_activation  # noqa: E402
 from swat_edge.search.storage import load_embedding  # noqa: E402
 from swat_edge.targets import load_target  # noqa: E402
 
-FAST = SearchSettings(latent=LatentSettings(steps=24, starts_per_depth=2, eval_every=8, cost_every=4),
-                      select_steps=10, finetune_steps=30)
+FAST = SearchSettings(latent=LatentSettings(steps=40, starts_per_depth=3, eval_every=8, cost_every=4),
+                      finetune_steps=30)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_search_finds_a_model_and_keeps_both_figures(tiny):
     assert abs(float(pred.mean()) - float(data.y.mean())) < 0.5 * float(data.y.std())
     assert r.estimate is not None and r.estimate.target == "raspi4" and r.dtype == "fp32"
     assert sum(c.chosen for c in r.candidates) == 1 and r.chosen is not None
-    assert len(r.history) == 3 and r.history[-1]["step"] == 24
+    assert len(r.history) == 5 and r.history[-1]["step"] == 40
 
 
 def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
@@ -214,3 +214,19 @@ def test_cornn_task_end_to_end(tiny, cornn_dir):
     assert r.split_rows == {"train": 3000, "validation": 750, "test": 1250}
     # the scaled-target MSE is the CORNN protocol's: the task is already in [-1, 1], so the scaling is identity-like
     assert math.isfinite(r.metrics["fine_tuned"]["test"].mse) and r.metrics["fine_tuned"]["test"].mse < 1.0
+
+
+def test_single_activation_projection_keeps_weights_and_picks_the_majority():
+    from swat_edge.model import Layer, SparseMLP
+
+    hidden = (Layer.make(np.ones((2, 4)), np.zeros(4), ("relu", "tanh", "tanh", "relu"), [True, True, True, False]),
+              Layer.make(np.ones((4, 2)), np.zeros(2), ("sigmoid", "relu"), [True, True]))
+    model = SparseMLP.make(hidden, Layer.make(np.ones((2, 1)), np.zeros(1)))
+    target = load_target("raspi4")
+    projected = single_activation(model, target)
+    assert projected.hidden[0].activations == ("tanh",) * 4  # 2 tanh vs 1 active relu
+    assert projected.hidden[1].activations == ("relu",) * 2  # a tie: relu is cheaper than sigmoid on raspi4
+    for a, b in zip(model.layers, projected.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.mask, b.mask)
+    assert estimate(projected, target).latency_us[0] < estimate(model, target).latency_us[0]

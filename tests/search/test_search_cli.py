@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 from swat_edge.cli import main  # noqa: E402
-from swat_edge.model import load_model  # noqa: E402
+from swat_edge.model import forward, load_model  # noqa: E402
 
-FAST = ["--steps", "16", "--starts", "2", "--finetune-steps", "20", "--no-measure"]
+FAST = ["--steps", "40", "--starts", "3", "--finetune-steps", "20", "--no-measure"]
 
 
 def run_cli(argv, capsys):
@@ -71,7 +71,7 @@ def test_card_has_the_figures_the_issue_lists(searched):
     assert card["data"]["split_rows"] == {"train": 96, "validation": 24, "test": 40}
     assert len(card["embedding"]["weights_sha256"]) == 64 and card["embedding"]["steps"] == 20
     assert card["target"]["name"] == "raspi4" and card["target"]["deployed_dtype"] == "fp32"
-    assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 16
+    assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 40
     assert card["budgets"] == {"latency_us": 1000.0, "size_bytes": 4000.0, "met": True,
                                "checked_on": "predicted fp32 latency at batch 1 and model bytes on raspi4"}
     for stage in ("latent_only", "fine_tuned"):
@@ -98,6 +98,16 @@ def test_export_without_a_model_exports_the_latest_run(searched, capsys, monkeyp
     assert code == 0 and (work / "picked.onnx").exists()
     code, _, err = run_cli(["export", "run1/model.safetensors", "-o", "x.onnx", "--run", "run1"], capsys)
     assert code == 2 and "not both" in err
+
+
+def test_default_run_folder_is_a_timestamp_under_runs(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _write_csv(tmp_path / "d.csv")
+    code, out, err = run_cli(["search", "--data", data, "--target", "raspi4", "--embedding", tiny_run, *FAST], capsys)
+    assert code == 0, err
+    run = (tmp_path / "runs" / "latest").resolve()
+    assert run.parent == (tmp_path / "runs").resolve() and run.name[:8].isdigit()  # runs/<timestamp>
+    assert (run / "model.onnx").exists() and "wrote runs/" in out
 
 
 def test_export_with_no_run_yet_says_what_to_do(tmp_path, capsys, monkeypatch):
@@ -188,3 +198,39 @@ def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, 
     import re
 
     assert re.search(message, lines[0]), lines[0]
+
+
+def test_an_int8_run_writes_the_int8_model_with_its_drift(tmp_path):
+    """write_run on a known model (the tiny test embedding finds networks too degenerate to quantize)."""
+    from swat_edge.cost import estimate
+    from swat_edge.data import Dataset
+    from swat_edge.model import random_model
+    from swat_edge.rundir import write_run
+    from swat_edge.search.objective import Budgets
+    from swat_edge.search.run import Candidate, Figures, SearchResult, SearchSettings
+    from swat_edge.targets import load_target
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(200, 2))
+    model = random_model([2, 6, 4, 1], seed=3).replace(calibration=x[:100])
+    y = forward(model, x)
+    fig = Figures(mse=0.01, r2=0.9, rows=100)
+    cand = Candidate(depth=2, start=0, step=10, val_mse=0.02, latency_us=30.0, size_bytes=200.0, nonzero_params=40,
+                     active_neurons=10, violation=0.0, finetuned_val_mse=0.01, chosen=True)
+    target = load_target("raspi4")
+    result = SearchResult(
+        met_budgets=True, model=model, latent_model=model, chosen=cand, candidates=(cand,), closest=None,
+        metrics={s: {"train": fig, "validation": fig} for s in ("latent_only", "fine_tuned")}, dtype="int8",
+        estimate=estimate(model, target, dtype="int8"), history=({"step": 10, "train_mse": 0.1, "best_val_mse": 0.1,
+                                                                  "val_mse_by_depth": {"2": 0.1}},),
+        finetune_history=((0, 0.02), (10, 0.01)), predictions={"validation": (y[100:], y[100:])},
+        split_rows={"train": 100, "validation": 100, "test": 0}, validation_rows=np.arange(100, 200), timings_s={},
+    )
+    data = Dataset("d.csv", x, y, ("x0", "x1"), ("y0",), "0" * 64)
+    files = write_run(result, tmp_path / "run", dataset=data, test=None, target=target, embedding={"source": "e"},
+                      settings=SearchSettings(int8=True), budgets=Budgets(), heldout=(x[100:], y[100:]),
+                      measure=False, latest_root=None)
+    assert (tmp_path / "run" / "model.int8.onnx").stat().st_size > 0 and files.latest is None
+    int8 = files.card["int8"]
+    assert int8["written"] and int8["reason"] == "--int8" and int8["drift"]["rows"] == 100
+    assert 0 <= int8["drift"]["relative_mse"] < 1e-2

@@ -160,3 +160,11 @@ def test_rundir_report_and_cli_do_not_import_torch():
             "swat_edge.data; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_load_dataset_reads_npz_with_y_as_the_target(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, X=np.arange(12.0).reshape(4, 3), y=np.arange(4.0), feature_names=np.array(["a", "b", "c"]))
+    ds = load_dataset(p)
+    assert ds.feature_names == ("a", "b", "c") and ds.target_names == ("y",)
+    np.testing.assert_array_equal(ds.y[:, 0], np.arange(4.0))
