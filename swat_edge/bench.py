@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import InputError, ModelFileError, ToolchainError
+from .export_onnx import session_options
 from .summary import summarize_onnx
 
 __all__ = [
@@ -338,16 +339,6 @@ def machine_info() -> MachineInfo:
     )
 
 
-def _session_options(threads: int) -> ort.SessionOptions:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # errors only: warnings would interleave with our output
-    return opts
-
-
 def make_session(
     model: str | os.PathLike | bytes, *, threads: int = 1, source: str | None = None
 ) -> ort.InferenceSession:
@@ -356,7 +347,7 @@ def make_session(
     arg = bytes(model) if isinstance(model, (bytes, bytearray)) else os.fspath(model)
     try:
         # Providers named explicitly: the wheel also lists an Azure provider we must not pick up.
-        return ort.InferenceSession(arg, sess_options=_session_options(threads), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(arg, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's errors are not a common class; each is a load failure here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{where}: onnxruntime cannot load it ({first})") from None

@@ -36,6 +36,7 @@ __all__ = [
     "to_onnx_bytes",
     "load_onnx",
     "read_metadata",
+    "session_options",
     "run_onnx",
     "check_onnx",
     "verify_onnx",
@@ -338,16 +339,27 @@ def _as_bytes(model: onnx.ModelProto | bytes) -> bytes:
     return model if isinstance(model, bytes) else model.SerializeToString()
 
 
-def _session(onnx_model: onnx.ModelProto | bytes, *, intra_op_threads: int = 1, inter_op_threads: int = 1):
-    """An onnxruntime CPU session with explicit thread counts (1/1 is fastest for small MLPs)."""
+def session_options(threads: int = 1):
+    """The one set of onnxruntime options swat-edge runs models with (checks and benchmarks alike).
+
+    1 inter-op thread and sequential execution: thread pools cost more than they save on microsecond models.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.inter_op_num_threads = inter_op_threads
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: the library must not print warnings to the user's stderr
+    return options
+
+
+def _session(onnx_model: onnx.ModelProto | bytes):
+    import onnxruntime as ort
+
     try:
-        return ort.InferenceSession(_as_bytes(onnx_model), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(_as_bytes(onnx_model), session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ToolchainError(f"onnxruntime cannot load the model ({type(exc).__name__}: {exc})") from None
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the bundled example and small seeded models."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from swat_edge.model import SparseMLP, load_model, random_model
 
 REPO = Path(__file__).resolve().parent.parent
+# Test helpers (clirun.py) import by name from every test folder, tests/search included.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 EXAMPLES = REPO / "examples"
 
 

@@ -12,8 +12,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from swat_edge import bench
-from swat_edge.cli import main
 from swat_edge.errors import InputError, MissingFileError, ModelFileError
+from clirun import run_cli
 
 FAST = dict(warmup_runs=2, min_runs=30, min_time_s=0.0, measure_memory=False)
 
@@ -309,11 +309,6 @@ def test_bench_modules_do_not_import_torch(tmp_path):
 # `swat-edge bench`
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 def test_cli_bench_prints_a_table_and_writes_json(tmp_path, capsys):

@@ -16,10 +16,10 @@ from swat_edge.calibrate import (
     nnls,
     probe_suite,
 )
-from swat_edge.cli import main
 from swat_edge.cost import TERMS, coefficient_vector, count_model, feature_vector, latency_us
 from swat_edge.errors import ModelFileError, ToolchainError, UnstableTimingError, UsageError
 from swat_edge.targets import CostCoefficients, load_target, profile_from_toml, profile_to_toml
+from clirun import run_cli
 
 SIZES = (1, 16, 256)
 TRUTH = load_target("raspi5").cost  # any plausible, fully non-zero set of coefficients
@@ -48,11 +48,6 @@ def synthetic(cost: CostCoefficients, block: int, *, noise: float = 0.0, busy_sh
     return measure
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 # ---------------------------------------------------------------------------------------------------------

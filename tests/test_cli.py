@@ -8,19 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swat_edge.cli import main
 from swat_edge.export_onnx import check_onnx, load_onnx, run_onnx
 from swat_edge.model import forward, model_to_bytes, save_model
+from clirun import run_cli
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"
 
 
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 def test_export_fp32_takes_raw_features_and_matches_the_model(example_model, example_model_path, tmp_path, capsys):

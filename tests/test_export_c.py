@@ -20,7 +20,6 @@ from swat_edge.bench import DEFAULT_BLOCK_RUNS
 from swat_edge.bench_c import measure_c, measure_c_pair
 from swat_edge.build import export_c_file
 from swat_edge.cc import compile_c, find_c_compiler, which_c_compiler
-from swat_edge.cli import main
 from swat_edge.errors import InputError, ModelFileError, NumericsError, OutputExistsError, ToolchainError, UsageError
 from swat_edge.export_c import (
     FAST_SIGMOID_MAX_ABS_ERROR,
@@ -45,6 +44,7 @@ from swat_edge.model import (
     random_model,
     sample_inputs,
 )
+from clirun import run_cli
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"
@@ -565,11 +565,6 @@ def test_measure_c_pair_refuses_bad_settings(tmp_path: Path) -> None:
 # build.export_c_file and the CLI: `export -o model.c`, `bench model.c [--against model.onnx]`
 
 
-def run_cli(args: list, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 def test_which_c_compiler_is_none_only_when_nothing_is_configured(monkeypatch) -> None:

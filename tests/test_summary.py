@@ -8,10 +8,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from swat_edge.cli import main
 from swat_edge.errors import MissingFileError, ModelFileError
 from swat_edge.model import SparseMLP, model_stats, random_model, save_model
 from swat_edge.summary import summarize_file, summarize_model, summarize_onnx
+from clirun import run_cli
 
 _ONNX_ACT = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": "Identity"}
 
@@ -187,11 +187,6 @@ def test_summarize_file_by_suffix(tmp_path, mixed_model):
 # `swat-edge inspect`
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 def test_cli_inspect_model(tmp_path, capsys, mixed_model):

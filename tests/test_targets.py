@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from swat_edge.cli import main
 from swat_edge.errors import MissingFileError, TargetProfileError, UnknownTargetError
 from swat_edge.targets import (
     INT8_POLICIES,
@@ -20,17 +19,13 @@ from swat_edge.targets import (
     profile_to_dict,
     profile_to_toml,
 )
+from clirun import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_FILES = sorted((REPO / "targets").glob("*.toml"))
 REQUIRED = ("raspi4", "raspi5", "jetson-nano", "x86-avx2", "x86-avx512-vnni", "cortex-m4", "host")
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(exc.value.code), out, err
 
 
 def replace_line(text: str, key: str, new: str) -> str:

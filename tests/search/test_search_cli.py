@@ -11,15 +11,11 @@ pytestmark = pytest.mark.torch
 
 from swat_edge.cli import main  # noqa: E402
 from swat_edge.model import forward, load_model  # noqa: E402
+from clirun import run_cli
 
 FAST = ["--steps", "40", "--starts", "3", "--finetune-steps", "20", "--no-measure"]
 
 
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 def _write_csv(path, n=120, seed=0, header="a,b,y"):
