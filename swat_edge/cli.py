@@ -162,6 +162,7 @@ def embed_train_command(
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads per process."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    data_workers: int = typer.Option(0, "--data-workers", min=0, help="Processes drawing training batches ahead (same weights; use on a GPU)."),
 ) -> int:
     """Train the embedding (runs under `torchrun --nproc_per_node=N -m swat_edge embed train ...` too)."""
     import json
@@ -204,7 +205,7 @@ def embed_train_command(
 
     try:
         result = train_embedding(cfg, out, resume=resume, until=until, checkpoint_every=checkpoint_every,
-                                 device=device, progress=report)
+                                 device=device, data_workers=data_workers, progress=report)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -50,11 +50,13 @@ class Recipe:
     0.72 without), so it is off by default.
     """
 
-    steps: int = 40000
-    batch_size: int = 256
+    # The shipped default embedding's schedule: 9,000 steps of 1,024 MLPs (9.2 M networks), 6.3 min on one
+    # H200 with 15 processes drawing batches (--data-workers 15); about 2.3 h on one CPU core.
+    steps: int = 9000
+    batch_size: int = 1024
     n_points: int = 128
     lr: float = 1e-3
-    warmup_steps: int = 500
+    warmup_steps: int = 1000
     final_lr_fraction: float = 0.05
     grad_clip: float = 1.0
     param_loss_weight: float = 0.0

@@ -60,6 +60,9 @@ class SearchSettings:
     validation_fraction: float = 0.2
     finetune_steps: int = 800  # weight-space fine-tuning steps of each candidate network
     finetune_depths: int = 2  # how many depths (best latent-only scores first) are fine-tuned to choose from
+    # also fine-tune each of those networks projected onto one activation per layer (mixed layers cost a Split,
+    # one node per activation and a Concat on onnxruntime); the objective, latency term included, chooses
+    single_activation_candidates: bool = True
     finetune_lr: float = 0.03  # cosine-decayed to finetune_final_lr
     finetune_final_lr: float = 0.0005
     finetune_batch_points: int = 256
@@ -108,7 +111,7 @@ class SearchResult:
 
     met_budgets: bool
     model: SparseMLP | None  # pruned and fine-tuned
-    latent_model: SparseMLP | None  # pruned, straight from the latent (no fine-tuning)
+    latent_model: SparseMLP | None  # the chosen network as decoded and pruned (no projection, no fine-tuning)
     chosen: Candidate | None
     candidates: tuple[Candidate, ...]
     closest: Candidate | None
@@ -336,6 +339,13 @@ def run_search(
             pool.append((snap.score, snap, model, exact, False))
     pool.sort(key=lambda t: (t[0], t[1].depth))
     pool = pool[: max(settings.finetune_depths, 1)]
+    if settings.single_activation_candidates:
+        for _, snap, model, _, _ in list(pool):
+            single = single_activation(model, target)
+            if any(a.activations != b.activations for a, b in zip(single.hidden, model.hidden)):  # a mixed layer
+                exact = estimate(single, target, dtype=dtype)
+                if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:
+                    pool.append((math.inf, snap, single, exact, True))
     if budgets.any:
         projected = []
         for snap in best_per_depth(run.unconstrained).values():
@@ -380,7 +390,8 @@ def run_search(
         trials.append((score, snap, model, tuned, val_scaled, tuple((s, v * scale2) for s, v in ft_history), exact,
                        was_projected))
     best_trial = min(trials, key=lambda t: (t[0], t[1].depth))
-    _, snap, latent_model, final, _, ft_history_scaled, _, _ = best_trial
+    _, snap, _, final, _, ft_history_scaled, _, _ = best_trial
+    latent_model = build(snap)  # what the latent search decoded, before any projection and fine-tuning
     timings["fine_tune_s"] = time.perf_counter() - t0
 
     candidates = tuple(

@@ -2,8 +2,10 @@
 resume, and torch.distributed DDP when launched by torchrun (gloo on CPU, nccl on CUDA)."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import math
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from .config import EmbeddingConfig, Recipe
 from .decode import NetLayout, harden, soft_forward, split_output
 from .embedding import Autoencoder, TorchBatch, build_autoencoder, to_torch
 from .evaluate import quick_metrics
-from .generator import sample_batch, training_seed
+from .generator import MLPBatch, sample_batch, training_seed
 from .storage import (
     check_same_config,
     has_checkpoint,
@@ -75,7 +77,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    dev = torch.device(f"cuda:{local}" if use_cuda and world > 1 else ("cuda" if use_cuda else "cpu"))
+    dev = torch.device(f"cuda:{local}" if use_cuda else "cpu")  # set_device needs an index
     if use_cuda:
         torch.cuda.set_device(dev)
     owns = world > 1 and not torch.distributed.is_initialized()
@@ -180,6 +182,44 @@ def _noise(recipe: Recipe, step: int, rank: int, shape: tuple[int, ...], device:
     return (torch.randn(shape, generator=gen) * recipe.latent_noise).to(device)
 
 
+class _BatchSource:
+    """The step's batch, drawn in `workers` background processes ahead of the training loop when workers > 0.
+
+    Batches depend only on (seed, step, rank), so prefetching changes where they are drawn, never what they
+    are: a run with workers gives the same weights as one without. At most 2 x workers batches wait in memory.
+    """
+
+    def __init__(self, config: EmbeddingConfig, rank: int, local_batch: int, start: int, stop: int, workers: int):
+        self._args = (config.family, config.distribution, local_batch, config.recipe.n_points)
+        self._seed, self._rank = config.recipe.seed, rank
+        self._next, self._stop = start, stop
+        self._pending: collections.deque = collections.deque()
+        self._pool = None
+        if workers > 0:
+            # spawn, not fork: the parent holds torch (and maybe CUDA) state that must not be forked
+            self._pool = multiprocessing.get_context("spawn").Pool(workers)
+            for _ in range(2 * workers):
+                self._submit()
+
+    def _submit(self) -> None:
+        if self._next < self._stop:
+            self._pending.append(self._pool.apply_async(
+                sample_batch, (*self._args, training_seed(self._seed, self._next, self._rank))))
+            self._next += 1
+
+    def get(self, step: int) -> MLPBatch:
+        if self._pool is None:
+            return sample_batch(*self._args, training_seed(self._seed, step, self._rank))
+        batch = self._pending.popleft().get()
+        self._submit()
+        return batch
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+
 def _weights_sha256(module: Autoencoder) -> str:
     return hashlib.sha256(weights_to_bytes(module)).hexdigest()
 
@@ -204,6 +244,7 @@ def train_embedding(
     checkpoint_every: int = 500,
     eval_mlps_per_depth: int = 32,
     device: str = "auto",
+    data_workers: int = 0,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Train (or resume) an embedding into out_dir; stop at `until` (default recipe.steps).
@@ -211,12 +252,13 @@ def train_embedding(
     Every step draws a fresh batch from the step's own seed, so a resumed run replays exactly what an
     uninterrupted one would do. Only rank 0 writes; every checkpoint records each rank's weight hash, and
     ranks that disagree raise NumericsError. The final embedding pair is written to out_dir when the
-    schedule is complete.
+    schedule is complete. data_workers > 0 draws batches in that many background processes (for a GPU,
+    which would otherwise wait on numpy); the weights are the same either way.
     """
     ctx = init_distributed(device)
     try:
         return _train(config, Path(out_dir), ctx, resume=resume, until=until, checkpoint_every=checkpoint_every,
-                      eval_mlps_per_depth=eval_mlps_per_depth, progress=progress)
+                      eval_mlps_per_depth=eval_mlps_per_depth, data_workers=data_workers, progress=progress)
     finally:
         if ctx.owns_group:
             torch.distributed.destroy_process_group()
@@ -231,6 +273,7 @@ def _train(
     until: int | None,
     checkpoint_every: int,
     eval_mlps_per_depth: int,
+    data_workers: int,
     progress: ProgressFn | None,
 ) -> TrainResult:
     recipe = config.recipe
@@ -296,11 +339,12 @@ def _train(
         if ctx.distributed:
             torch.distributed.barrier()
 
+    if data_workers < 0:
+        raise UsageError(f"--data-workers is {data_workers}; it must be 0 or more")
+    source = _BatchSource(config, ctx.rank, local_batch, start, stop, data_workers)
     try:
         for step in range(start, stop):
-            batch = sample_batch(config.family, config.distribution, local_batch, recipe.n_points,
-                                 training_seed(recipe.seed, step, ctx.rank))
-            tb = to_torch(batch, ctx.device)
+            tb = to_torch(source.get(step), ctx.device)
             noise = _noise(recipe, step, ctx.rank, (local_batch, config.architecture.latent_dim), ctx.device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, step)
@@ -331,6 +375,8 @@ def _train(
         if not ctx.distributed and completed > start and (not history or history[-1]["step"] != completed):
             checkpoint(completed)
         raise
+    finally:
+        source.close()
     elapsed = time.perf_counter() - t0
     finished = stop == recipe.steps
     if finished and ctx.rank == 0:

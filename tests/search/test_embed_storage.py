@@ -8,6 +8,7 @@ pytestmark = pytest.mark.torch
 
 from swat_edge.errors import MissingFileError, ModelFileError, SchemaVersionError, UsageError  # noqa: E402
 from swat_edge.search import storage  # noqa: E402
+from swat_edge.search.config import make_config  # noqa: E402
 from swat_edge.search.embedding import build_autoencoder  # noqa: E402
 from swat_edge.search.storage import load_embedding, save_embedding, weights_to_bytes  # noqa: E402
 
@@ -111,6 +112,8 @@ def test_default_embedding_loads_or_says_how_to_get_one(monkeypatch, tmp_path):
         emb = load_embedding("default")
         assert emb.config.family.max_inputs >= 8
         assert (storage.DEFAULT_EMBEDDING_DIR / "embedding.safetensors").stat().st_size <= 25 * 2**20
+        # `swat-edge embed train --preset default` is the recipe of the shipped weights, schedule included
+        assert emb.config == make_config("default") and emb.steps == emb.config.recipe.steps
     monkeypatch.setattr(storage, "DEFAULT_EMBEDDING_DIR", tmp_path)
     with pytest.raises(UsageError, match=r"default embedding is not installed .* 'swat-edge embed train"):
         load_embedding("default")

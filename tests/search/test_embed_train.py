@@ -26,6 +26,12 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_run, tiny_config, 
     assert _weights(tiny_run) != weights_to_bytes(build_autoencoder(tiny_config))  # training moved the weights
 
 
+def test_prefetching_workers_give_the_same_weights(tiny_run, tiny_config, tmp_path):
+    result = train_embedding(tiny_config, tmp_path / "prefetch", checkpoint_every=100, device="cpu", data_workers=2)
+    assert result.finished
+    assert _weights(tmp_path / "prefetch") == _weights(tiny_run)
+
+
 def test_resume_replays_exactly_what_an_uninterrupted_run_does(tiny_run, tiny_config, tmp_path):
     first = train_embedding(tiny_config, tmp_path / "run", until=9, checkpoint_every=4, device="cpu")
     assert not first.finished and first.step == 9

@@ -148,6 +148,21 @@ def test_search_finds_a_model_and_keeps_both_figures(tiny):
     assert len(r.history) == 5 and r.history[-1]["step"] == 40
 
 
+def test_mixed_layers_are_also_fine_tuned_projected_onto_one_activation(tiny):
+    data = _dataset(seed=3)
+    on = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
+    off = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                     settings=dataclasses.replace(FAST, single_activation_candidates=False))
+    assert not any(c.projected for c in off.candidates)  # no budget: only the pool's own networks
+    plain = [c for c in on.candidates if not c.projected]
+    projected = [c for c in on.candidates if c.projected]
+    assert [(c.depth, c.start, c.step) for c in plain] == [(c.depth, c.start, c.step) for c in off.candidates]
+    assert projected, "the tiny embedding decodes mixed layers; each should get a projected sibling"
+    for c in projected:  # a sibling of a pool network: same snapshot, predicted no slower
+        twin = next(p for p in plain if (p.depth, p.start, p.step) == (c.depth, c.start, c.step))
+        assert c.latency_us <= twin.latency_us and c.nonzero_params == twin.nonzero_params
+
+
 def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     data = _dataset(seed=2)
     first = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
