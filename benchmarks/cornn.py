@@ -123,6 +123,13 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                                  "median_active_neurons": float(np.median([h["active_neurons"] for h in have])),
                                  "median_predicted_us": float(np.median([h["predicted_us"] for h in have]))}
     out["task_wall_s_total"] = float(sum(r["task_wall_s"] for r in rows))
+    stamps = [(r["started_at"], r["finished_at"]) for r in rows if "started_at" in r]
+    if stamps:  # the span over which the rows were computed, however many invocations (resumes) it took
+        import datetime
+
+        first, last = min(a for a, _ in stamps), max(b for _, b in stamps)
+        out.update(first_started_at=first, last_finished_at=last, compute_span_s=(
+            datetime.datetime.fromisoformat(last) - datetime.datetime.fromisoformat(first)).total_seconds())
     out["search_wall_s_median"] = float(np.median([r["search_wall_s"] for r in rows])) if rows else float("nan")
     lat = [r["host"]["dense_over_swat"] for r in rows if r.get("host")]
     out["host_dense_over_swat_median"] = float(np.median(lat)) if lat else None
@@ -133,8 +140,10 @@ def markdown(report: dict[str, Any]) -> str:
     agg, rows = report["aggregate"], report["rows"]
     lines = [f"# swat-edge on CORNN: {agg['tasks']} tasks, seed {report['seed']}", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['jobs']} process(es), "
-             f"1 torch thread each; run wall time {report['wall_s'] / 60:.1f} min "
-             f"({report['cached_rows']} of {agg['tasks']} task rows from the cache).  ",
+             f"1 torch thread each; this invocation {report['wall_s'] / 60:.1f} min "
+             f"({report['cached_rows']} of {agg['tasks']} task rows from the cache)" + (
+                 f"; rows computed {agg['first_started_at']} to {agg['last_finished_at']} "
+                 f"({agg['compute_span_s'] / 60:.1f} min)" if "compute_span_s" in agg else "") + ".  ",
              f"Embedding: {report['embedding']['source']} ({report['embedding']['steps']} training steps, "
              f"sha256 {report['embedding']['weights_sha256'][:12]}). Target profile: {report['protocol']['target']}. "
              "Test MSE on the [-1, 1]-scaled target; nz = non-zero parameters after dead neurons are folded away.",
@@ -311,6 +320,12 @@ def _random_search(train, split: dict, max_nonzero: int, budget_s: float, seed: 
 _WORKER: dict[str, Any] = {}
 
 
+def _utc_now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def _init_worker(embedding: str) -> None:
     import torch
 
@@ -332,7 +347,7 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
     from swat_edge.search.run import SearchSettings, run_search
     from swat_edge.targets import load_target
 
-    t_task = time.perf_counter()
+    t_task, started_at = time.perf_counter(), _utc_now()
     embedding = _WORKER["embedding"]
     target = load_target(protocol.target)
     task = load_cornn_task(cornn, slug)
@@ -392,6 +407,7 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
             host["int8_p50_us"] = stats.p50_us
             host["int8_drift_relative_mse"] = run.card.get("int8", {}).get("drift", {}).get("relative_mse")
     return {"task": slug, "seed": seed, "search_wall_s": search_wall, "task_wall_s": time.perf_counter() - t_task,
+            "started_at": started_at, "finished_at": _utc_now(),
             "chosen_depth": result.chosen.depth if result.chosen is not None else None, "methods": methods,
             "host": host}
 
@@ -404,10 +420,16 @@ def _run_task_in_worker(args: tuple[str, int, str, Protocol]) -> dict[str, Any]:
 # The run: cache, processes, outputs
 
 def code_sha256() -> str:
-    """Of the package's Python sources and this script: a cached row is only reused by the code that made it."""
+    """Of the code that computes a row (the package's Python sources and this script's task functions; not the
+    tables and plot): a cached row is only reused by the code that made it."""
+    import inspect
+
     digest = hashlib.sha256()
-    for path in sorted([*(ROOT / "swat_edge").rglob("*.py"), Path(__file__).resolve()]):
+    for path in sorted((ROOT / "swat_edge").rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for fn in (Protocol, _compiled, _figures, _dense, _strongest_path, _prune_per_layer, pruned_to, _random_search,
+               run_task):
+        digest.update(inspect.getsource(fn).encode())
     return digest.hexdigest()
 
 

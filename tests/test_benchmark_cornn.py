@@ -30,6 +30,7 @@ def _row(task: str, swat: float, dense: float, random: float | None = None) -> d
     if random is not None:
         methods["random"] = _method(random)
     return {"task": task, "seed": 0, "search_wall_s": 10.0, "task_wall_s": 40.0, "methods": methods,
+            "started_at": f"2026-11-28T06:0{len(task)}:00+00:00", "finished_at": f"2026-11-28T06:1{len(task)}:00+00:00",
             "host": {"swat_p50_us": 5.0, "dense_p50_us": 6.0, "dense_over_swat": 1.2, "int8_p50_us": None}}
 
 
@@ -51,6 +52,7 @@ def test_aggregate_counts_wins_ties_losses_and_ratios_per_baseline():
     assert agg["methods"]["dense"]["median_nonzero"] == 249
     assert agg["task_wall_s_total"] == pytest.approx(120.0)
     assert agg["host_dense_over_swat_median"] == pytest.approx(1.2)
+    assert agg["compute_span_s"] == 600.0  # all three rows started 06:01, finished 06:11
 
 
 def test_markdown_has_one_line_per_task_and_per_baseline():
