@@ -29,6 +29,8 @@ validation iterate), so the baselines and the search's fine-tuning share one opt
 Host latency: the exported swat model and the exported dense model timed interleaved (`swat-edge bench`'s
 measure_pair: 1 thread, batch 1, median per block, ratio with a bootstrap 95% CI). With --jobs 2 the other
 process keeps the second core busy, so absolute microseconds carry that load; the ratio is taken under it.
+Both models are also exported as C (`swat-edge export model.c`, compiled and checked) and timed in alternating
+harness runs (no compiler: those columns stay empty).
 
 Each finished task is cached as JSON in --cache (keyed by task, seed and a fingerprint of the embedding, the
 settings and the code), so an interrupted run continues where it stopped and a finished one only rebuilds the tables.
@@ -78,11 +80,13 @@ class Protocol:
     batch_points: int = 256
     check_every: int = 50
     bench_min_time_s: float = 0.5
+    c_rounds: int = 4
+    c_samples: int = 200
 
     @classmethod
     def quick(cls) -> "Protocol":
         return cls(search_steps=150, finetune_steps=200, dense_steps=300, pruned_steps=150, random_steps_per_shape=100,
-                   bench_min_time_s=0.1)
+                   bench_min_time_s=0.1, c_rounds=2, c_samples=50)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -133,6 +137,10 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["search_wall_s_median"] = float(np.median([r["search_wall_s"] for r in rows])) if rows else float("nan")
     lat = [r["host"]["dense_over_swat"] for r in rows if r.get("host")]
     out["host_dense_over_swat_median"] = float(np.median(lat)) if lat else None
+    c_lat = [r["host"]["c_dense_over_swat"] for r in rows if (r.get("host") or {}).get("c_dense_over_swat")]
+    out["c_dense_over_swat_median"] = float(np.median(c_lat)) if c_lat else None
+    out["c_swat_p50_ns_median"] = float(np.median([r["host"]["c_swat_p50_ns"] for r in rows
+                                                   if (r.get("host") or {}).get("c_swat_p50_ns")])) if c_lat else None
     return out
 
 
@@ -164,9 +172,13 @@ def markdown(report: dict[str, Any]) -> str:
     if agg["host_dense_over_swat_median"] is not None:
         lines.append(f"Host latency, exported ONNX at batch 1 (interleaved pairs): the dense baseline takes "
                      f"{agg['host_dense_over_swat_median']:.2f}x the searched model's time (median over tasks).")
+    if agg.get("c_dense_over_swat_median") is not None:
+        lines.append(f"Host latency, generated C at batch 1 (alternating harness runs): the dense baseline takes "
+                     f"{agg['c_dense_over_swat_median']:.2f}x the searched model's time (median over tasks; searched "
+                     f"model median {agg['c_swat_p50_ns_median']:.0f} ns per call).")
     lines += ["", "## Per task", "",
-              "| task | swat MSE | nz | neurons | MACs | raspi4 us | host us fp32 | int8 | search s | latent-only | "
-              "dense | nz | pruned | same widths | random | nz |", "|" + "---|" * 16]
+              "| task | swat MSE | nz | neurons | MACs | raspi4 us | host us fp32 | int8 | C ns | search s | latent-only | "
+              "dense | nz | pruned | same widths | random | nz |", "|" + "---|" * 17]
     for r in rows:
         ms = r["methods"]
         s = ms["swat"]
@@ -174,8 +186,9 @@ def markdown(report: dict[str, Any]) -> str:
         host = r.get("host") or {}
         int8 = f"{host['int8_p50_us']:.1f}" if host.get("int8_p50_us") is not None else "-"
         fp32 = f"{host['swat_p50_us']:.1f}" if host else "-"
+        c_ns = f"{host['c_swat_p50_ns']:.0f}" if host.get("c_swat_p50_ns") is not None else "-"
         lines.append(f"| {r['task']} | {s['test_mse']:.2e} | {s['nonzero']} | {s['active_neurons']} | {s['sparse_macs']} | "
-                     f"{s['predicted_us']:.1f} | {fp32} | {int8} | {r['search_wall_s']:.1f} | {cell('latent_only')} | "
+                     f"{s['predicted_us']:.1f} | {fp32} | {int8} | {c_ns} | {r['search_wall_s']:.1f} | {cell('latent_only')} | "
                      f"{cell('dense')} | {cell('dense', 'nonzero')} | {cell('pruned')} | {cell('same_widths')} | "
                      f"{cell('random')} | {cell('random', 'nonzero')} |")
     return "\n".join(lines) + "\n"
@@ -401,6 +414,7 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
         pair = measure_pair(swat_onnx, dense_onnx, min_time_s=protocol.bench_min_time_s).pair(1)
         host = {"swat_p50_us": pair.a.p50_us, "dense_p50_us": pair.b.p50_us, "dense_over_swat": pair.ratio,
                 "ratio_ci95": [pair.ratio_ci_low, pair.ratio_ci_high], "int8_p50_us": None, "dtype": result.dtype}
+        host.update(_c_latency(found, dense, Path(tmp), protocol))
         if "int8_onnx" in run.files:
             stats = measure(run.run_dir / run.files["int8_onnx"], min_time_s=protocol.bench_min_time_s,
                             measure_memory=False).latency(1)
@@ -410,6 +424,29 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
             "started_at": started_at, "finished_at": _utc_now(),
             "chosen_depth": result.chosen.depth if result.chosen is not None else None, "methods": methods,
             "host": host}
+
+
+def _c_latency(swat, dense, tmp: Path, protocol: Protocol) -> dict[str, Any]:
+    """Both models as generated C (`swat-edge export model.c`), timed alternately (swat, dense, dense, swat, ...;
+    `rounds` harness runs each, median of their p50s), so drift of the shared machine falls on both."""
+    from swat_edge.bench_c import measure_c
+    from swat_edge.build import export_c_file
+    from swat_edge.cc import which_c_compiler
+    from swat_edge.errors import ToolchainError
+
+    none = {"c_swat_p50_ns": None, "c_dense_p50_ns": None, "c_dense_over_swat": None}
+    try:
+        if which_c_compiler() is None:
+            return none
+        codes = [export_c_file(m, tmp / f"{name}.c").code for name, m in (("swat_c", swat), ("dense_c", dense))]
+    except ToolchainError:
+        return none
+    p50 = ([], [])
+    for r in range(protocol.c_rounds):
+        for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+            p50[i].append(measure_c(codes[i], n_samples=protocol.c_samples).latency(1).p50_us * 1000.0)
+    swat_ns, dense_ns = float(np.median(p50[0])), float(np.median(p50[1]))
+    return {"c_swat_p50_ns": swat_ns, "c_dense_p50_ns": dense_ns, "c_dense_over_swat": dense_ns / swat_ns}
 
 
 def _run_task_in_worker(args: tuple[str, int, str, Protocol]) -> dict[str, Any]:
@@ -428,7 +465,7 @@ def code_sha256() -> str:
     for path in sorted((ROOT / "swat_edge").rglob("*.py")):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     for fn in (Protocol, _compiled, _figures, _dense, _strongest_path, _prune_per_layer, pruned_to, _random_search,
-               run_task):
+               _c_latency, run_task):
         digest.update(inspect.getsource(fn).encode())
     return digest.hexdigest()
 

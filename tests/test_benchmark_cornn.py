@@ -114,6 +114,7 @@ def test_quick_run_writes_tables_and_plot_then_resumes_from_its_cache(tmp_path):
         swat = row["methods"]["swat"]
         assert 0 < swat["test_mse"] < 1 and 0 < swat["nonzero"] <= 249 and swat["predicted_us"] > 0
         assert row["host"]["swat_p50_us"] > 0 and row["host"]["dense_over_swat"] > 0
+        assert row["host"]["c_swat_p50_ns"] > 0 and row["host"]["c_dense_over_swat"] > 0  # the test machine has cc
         assert row["methods"]["pruned"]["nonzero"] <= swat["nonzero"]
     assert (tmp_path / "out" / "cornn_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "out" / "cornn_quick.md").read_text()
