@@ -504,7 +504,8 @@ def all_tasks(cornn: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cornn", default=str(ROOT.parent / "shared" / "cornn"), help="CORNN data folder")
+    parser.add_argument("--cornn", default=os.environ.get("SWAT_EDGE_CORNN") or str(ROOT.parent / "shared" / "cornn"),
+                        help="CORNN data folder (default: $SWAT_EDGE_CORNN, else ../shared/cornn beside the checkout)")
     parser.add_argument("--tasks", default=None, help="comma-separated task slugs (default: all in the manifest)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {', '.join(QUICK_TASKS)}, short schedules")
     parser.add_argument("--seed", type=int, default=0)

@@ -11,8 +11,9 @@ import pytest
 
 from swat_edge.model import model_stats, random_model
 
+from cornn_data import CORNN_DIR, HAVE_CORNN, SKIP_REASON
+
 REPO = Path(__file__).resolve().parent.parent
-CORNN = REPO.parent / "shared" / "cornn"
 
 _spec = importlib.util.spec_from_file_location("bench_cornn", REPO / "benchmarks" / "cornn.py")
 cornn = importlib.util.module_from_spec(_spec)
@@ -102,10 +103,10 @@ def test_missing_data_skips_with_a_message(tmp_path, capsys):
 
 
 @pytest.mark.torch
-@pytest.mark.skipif(not (CORNN / "manifest.csv").exists(), reason=f"CORNN data not found at {CORNN}")
+@pytest.mark.skipif(not HAVE_CORNN, reason=SKIP_REASON)
 def test_quick_run_writes_tables_and_plot_then_resumes_from_its_cache(tmp_path):
     pytest.importorskip("torch")
-    args = ["--quick", "--jobs", "1", "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    args = ["--quick", "--jobs", "1", "--cornn", str(CORNN_DIR), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     assert cornn.main(args) == 0
     report = json.loads((tmp_path / "out" / "cornn_quick.json").read_text())
     assert [r["task"] for r in report["rows"]] == list(cornn.QUICK_TASKS) and report["cached_rows"] == 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-CORNN_DIR = Path("/work/shared/cornn")
+from cornn_data import CORNN_DIR, HAVE_CORNN, SKIP_REASON
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +30,6 @@ def tiny_run(tmp_path_factory, tiny_config) -> Path:
 
 @pytest.fixture
 def cornn_dir() -> Path:
-    if not (CORNN_DIR / "manifest.csv").exists():
-        pytest.skip("CORNN data not available at /work/shared/cornn")
+    if not HAVE_CORNN:
+        pytest.skip(SKIP_REASON)
     return CORNN_DIR
