@@ -70,8 +70,8 @@ class Protocol:
     """What decides every number in a row besides the task, the seed and the embedding."""
 
     target: str = "raspi4"
-    search_steps: int = 600  # the search's defaults (SearchSettings)
-    finetune_steps: int = 800
+    search_steps: int | None = None  # None: the search's own defaults (SearchSettings), as `swat-edge search` runs
+    finetune_steps: int | None = None
     dense_steps: int = 3000
     pruned_steps: int = 1000
     random_steps_per_shape: int = 400
@@ -355,7 +355,7 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
     from swat_edge.data import Dataset
     from swat_edge.rundir import write_run
     from swat_edge.search.evaluate import load_cornn_task
-    from swat_edge.search.latent import LatentSettings, fine_tune
+    from swat_edge.search.latent import fine_tune
     from swat_edge.search.objective import Budgets
     from swat_edge.search.run import SearchSettings, run_search
     from swat_edge.targets import load_target
@@ -366,8 +366,11 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
     task = load_cornn_task(cornn, slug)
     data = Dataset(slug, task.x_train, task.y_train[:, None], ("x", "y"), ("f",), "cornn")
     test = Dataset(f"{slug}-test", task.x_test, task.y_test[:, None], ("x", "y"), ("f",), "cornn")
-    settings = SearchSettings(seed=seed, latent=LatentSettings(steps=protocol.search_steps, seed=seed),
-                              finetune_steps=protocol.finetune_steps)
+    settings = SearchSettings(seed=seed)
+    if protocol.search_steps is not None:
+        settings = replace(settings, latent=replace(settings.latent, steps=protocol.search_steps))
+    if protocol.finetune_steps is not None:
+        settings = replace(settings, finetune_steps=protocol.finetune_steps)
     t0 = time.perf_counter()
     result = run_search(data, embedding=embedding, target=target, settings=settings, test=test)
     search_wall = time.perf_counter() - t0

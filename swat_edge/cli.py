@@ -314,7 +314,7 @@ def search_command(
     int8: bool = typer.Option(False, "--int8", help="Deploy int8 (write model.int8.onnx) whatever the target's int8 policy says."),
     steps: int = typer.Option(600, "--steps", min=1, help="Latent-search steps."),
     starts: int = typer.Option(4, "--starts", min=1, help="Random starts per depth (all optimised in one batch)."),
-    finetune_steps: int = typer.Option(800, "--finetune-steps", min=0, help="Weight-space fine-tuning steps of each candidate network (the best depths' best starts)."),
+    finetune_steps: int = typer.Option(2000, "--finetune-steps", min=0, help="Weight-space fine-tuning steps of each candidate network (the best depths' best starts)."),
     validation: float = typer.Option(0.2, "--validation", min=0.01, max=0.9, help="Share of the rows held out for validation."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, the starts and the mini-batches."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1 is fastest for these tiny networks)."),
