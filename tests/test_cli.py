@@ -10,7 +10,7 @@ import pytest
 
 from swat_edge.export_onnx import check_onnx, load_onnx, run_onnx
 from swat_edge.model import forward, model_to_bytes, save_model
-from clirun import run_cli
+from clirun import run_cli, run_without_torch
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"
@@ -138,24 +138,13 @@ def test_unknown_schema_version_exits_1_with_one_line(example_model_path, tmp_pa
 def test_device_commands_run_without_torch(example_model_path, tmp_path):
     """export, bench and inspect through the real console script, with torch made unimportable."""
     out = tmp_path / "m.onnx"
-    script = (
-        "import sys\n"
-        "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
-        "from swat_edge.cli import main\n"
-        "def run(args):\n"
-        "    try:\n"
-        "        main(args)\n"
-        "    except SystemExit as e:\n"
-        "        assert e.code == 0, (args, e.code)\n"
-        f"run(['export', {str(example_model_path)!r}, '-o', {str(out)!r}])\n"
-        f"run(['export', {str(example_model_path)!r}, '-o', {str(tmp_path / 'm.int8.onnx')!r}])\n"
-        f"run(['bench', {str(out)!r}, '--runs', '20', '--no-memory'])\n"
-        f"run(['inspect', {str(out)!r}])\n"
-        f"run(['inspect', {str(example_model_path)!r}])\n"
-        "del sys.modules['torch']\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = run_without_torch([
+        ["export", example_model_path, "-o", out],
+        ["export", example_model_path, "-o", tmp_path / "m.int8.onnx"],
+        ["bench", out, "--runs", "20", "--no-memory"],
+        ["inspect", out],
+        ["inspect", example_model_path],
+    ])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.exists() and (tmp_path / "m.int8.onnx").exists()
 

@@ -7,8 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -44,7 +42,7 @@ from swat_edge.model import (
     random_model,
     sample_inputs,
 )
-from clirun import run_cli
+from clirun import run_cli, run_without_torch
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"
@@ -726,20 +724,7 @@ def test_cli_bench_c_refusals_are_one_line(tmp_path: Path, capsys, monkeypatch, 
 
 @needs_cc
 def test_c_export_and_bench_run_without_torch(example_model_path: Path, tmp_path: Path) -> None:
-    script = (
-        "import sys\n"
-        "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
-        "from swat_edge.cli import main\n"
-        "def run(args):\n"
-        "    try:\n"
-        "        main(args)\n"
-        "    except SystemExit as e:\n"
-        "        assert e.code == 0, (args, e.code)\n"
-        f"run(['export', {str(example_model_path)!r}, '-o', {str(tmp_path / 'm.c')!r}, '--dtype', 'int8'])\n"
-        f"run(['bench', {str(tmp_path / 'm.c')!r}, '--runs', '2'])\n"
-        "del sys.modules['torch']\n"
-        "assert 'torch' not in sys.modules\n"
-        "assert 'onnxsim' not in sys.modules  # the C path needs no ONNX tooling (bench --against: tests/test_cli.py)\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    # the C path needs no ONNX tooling either (bench --against: tests/test_cli.py)
+    proc = run_without_torch([["export", example_model_path, "-o", tmp_path / "m.c", "--dtype", "int8"],
+                              ["bench", tmp_path / "m.c", "--runs", "2"]], never_imported=("torch", "onnxsim"))
     assert proc.returncode == 0, proc.stderr[-2000:]
