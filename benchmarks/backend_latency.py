@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/backend_latency.py [--quick]
 
 For a 2-7-7-7-1 mixed-activation model and the same shape with one activation per layer, measured in one run,
-interleaved pairs (swat_edge.bench.measure_pair), batch 1 and batch 1024, 1 intra-op thread:
+interleaved pairs (swat_edge.measure.bench.measure_pair), batch 1 and batch 1024, 1 intra-op thread:
   - call floor: an Identity model of the same input width (onnxruntime's fixed cost per call);
   - naive: the model exported as a naive exporter would (every activation type on the whole layer, mixed with
     0/1 masks; input scaling as separate ops);
@@ -24,9 +24,9 @@ from onnx import TensorProto, helper
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swat_edge.bench import machine_info, measure_pair  # noqa: E402
-from swat_edge.build import export_onnx_file  # noqa: E402
-from swat_edge.export_onnx import to_onnx  # noqa: E402
+from swat_edge.export.onnx import to_onnx  # noqa: E402
+from swat_edge.export.pipeline import export_onnx_file  # noqa: E402
+from swat_edge.measure.bench import machine_info, measure_pair  # noqa: E402
 from swat_edge.model import random_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -35,11 +35,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swat_edge.bench import machine_info  # noqa: E402
-from swat_edge.bench_c import BENCH_CFLAGS, measure_c, measure_c_pair  # noqa: E402
-from swat_edge.build import export_c_file, export_onnx_file  # noqa: E402
-from swat_edge.cc import compile_c, find_c_compiler, run_program  # noqa: E402
-from swat_edge.export_c import CSource  # noqa: E402
+from swat_edge.export.c import CSource  # noqa: E402
+from swat_edge.export.cc import compile_c, find_c_compiler, run_program  # noqa: E402
+from swat_edge.export.pipeline import export_c_file, export_onnx_file  # noqa: E402
+from swat_edge.measure.bench import machine_info  # noqa: E402
+from swat_edge.measure.bench_c import BENCH_CFLAGS, measure_c, measure_c_pair  # noqa: E402
 from swat_edge.model import SparseMLP, apply_activation, random_model  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

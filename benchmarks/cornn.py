@@ -236,7 +236,7 @@ def pareto_plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 # One task (runs in a worker process)
 
 def _compiled(model):
-    from swat_edge.passes import PIPELINE
+    from swat_edge.compile import PIPELINE
 
     compiled = model
     for p in PIPELINE[:4]:  # normalisation folding, dead neurons, identity fusion, dead neurons
@@ -245,7 +245,7 @@ def _compiled(model):
 
 
 def _figures(model, x_test: np.ndarray, y_test: np.ndarray, target, wall_s: float) -> dict[str, Any]:
-    from swat_edge.cost import estimate
+    from swat_edge.device.cost import estimate
     from swat_edge.model import forward, model_stats
 
     stats = model_stats(_compiled(model))
@@ -342,7 +342,7 @@ def _utc_now() -> str:
 def _init_worker(embedding: str) -> None:
     import torch
 
-    from swat_edge.search.storage import load_embedding
+    from swat_edge.search.embedding.storage import load_embedding
 
     torch.set_num_threads(1)
     _WORKER["embedding"] = load_embedding(embedding)
@@ -350,15 +350,15 @@ def _init_worker(embedding: str) -> None:
 
 def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, Any]:
     """Every method on one task; a JSON-ready row."""
-    from swat_edge.bench import measure, measure_pair
-    from swat_edge.build import export_onnx_file
     from swat_edge.data import Dataset
-    from swat_edge.rundir import write_run
-    from swat_edge.search.evaluate import load_cornn_task
+    from swat_edge.device.targets import load_target
+    from swat_edge.export.pipeline import export_onnx_file
+    from swat_edge.measure.bench import measure, measure_pair
+    from swat_edge.runs.folder import write_run
+    from swat_edge.search.compare_decoders import load_cornn_task
     from swat_edge.search.latent import fine_tune
     from swat_edge.search.objective import Budgets
     from swat_edge.search.run import SearchSettings, run_search
-    from swat_edge.targets import load_target
 
     t_task, started_at = time.perf_counter(), _utc_now()
     embedding = _WORKER["embedding"]
@@ -432,10 +432,10 @@ def run_task(slug: str, seed: int, cornn: str, protocol: Protocol) -> dict[str, 
 def _c_latency(swat, dense, tmp: Path, protocol: Protocol) -> dict[str, Any]:
     """Both models as generated C (`swat-edge export model.c`), timed alternately (swat, dense, dense, swat, ...;
     `rounds` harness runs each, median of their p50s), so drift of the shared machine falls on both."""
-    from swat_edge.bench_c import measure_c
-    from swat_edge.build import export_c_file
-    from swat_edge.cc import which_c_compiler
     from swat_edge.errors import ToolchainError
+    from swat_edge.export.cc import which_c_compiler
+    from swat_edge.export.pipeline import export_c_file
+    from swat_edge.measure.bench_c import measure_c
 
     none = {"c_swat_p50_ns": None, "c_dense_p50_ns": None, "c_dense_over_swat": None}
     try:
@@ -534,8 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from swat_edge.bench import machine_info
-    from swat_edge.search.storage import load_embedding
+    from swat_edge.measure.bench import machine_info
+    from swat_edge.search.embedding.storage import load_embedding
 
     embedding = load_embedding(args.embedding)
     code = code_sha256()

@@ -2,19 +2,19 @@
 
     .venv/bin/python benchmarks/cost_accuracy.py [--networks 240] [--passes 8] [--quick]
 
-1. Calibrate this machine (swat_edge.calibrate.calibrate, default settings) -> a `measured` host profile,
+1. Calibrate this machine (swat_edge.measure.calibrate.calibrate, default settings) -> a `measured` host profile,
    written to benchmarks/results/cost_accuracy_host.toml (the committed targets/host.toml is left alone).
 2. Draw --networks random networks of the search family (depth 1-4, widths 1-64, 1-8 inputs, 1-4 outputs,
    mixed or per-layer activations, 0/30/60% zero weights, 0/20% gated-off neurons; seeds disjoint from the
    calibration's random probes) and export each as `swat-edge export` does (compile passes, onnxsim, checked
    against the reference forward pass), in fp32 and in static int8 (networks with a hidden layer).
-3. Measure each with swat_edge.bench.measure (io-binding, 1 thread, p50) at batch 1 and 256, in --passes
+3. Measure each with swat_edge.measure.bench.measure (io-binding, 1 thread, p50) at batch 1 and 256, in --passes
    separate sweeps over all networks. On a shared machine, whenever another process runs on the other vCPU
    (an SMT sibling here) every timing is ~1.6x slow, for seconds to minutes; so the reference is the lowest
    p50 of the sweeps, the first sweep's p50 alone is reported too, and /proc/stat is sampled around every
    measurement: figures over "quiet" measurements only (other processes using < 0.25 CPU meanwhile) show
    the model's error apart from that noise.
-4. Predict with swat_edge.cost.estimate(model, host profile, dtype) and report RMSPE and the share within
+4. Predict with swat_edge.device.cost.estimate(model, host profile, dtype) and report RMSPE and the share within
    +-10% per dtype and batch size, where the misses are, and which coefficients a refit on these networks
    moves (a diagnostic of which terms miss; the headline figures use the calibration only).
 Writes benchmarks/results/cost_accuracy.{json,md}.
@@ -35,14 +35,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from swat_edge.bench import machine_info, measure  # noqa: E402
-from swat_edge.build import export_onnx_file  # noqa: E402
-from swat_edge.calibrate import calibrate, nnls, random_family_model  # noqa: E402
-from swat_edge.cost import TERMS, coefficient_vector, count_for, estimate, feature_vector  # noqa: E402
+from swat_edge.compile import run_passes  # noqa: E402
+from swat_edge.device.cost import TERMS, coefficient_vector, count_for, estimate, feature_vector  # noqa: E402
+from swat_edge.device.targets import profile_to_toml  # noqa: E402
+from swat_edge.export.pipeline import export_onnx_file  # noqa: E402
 from swat_edge.files import atomic_write_text  # noqa: E402
+from swat_edge.measure.bench import machine_info, measure  # noqa: E402
+from swat_edge.measure.calibrate import calibrate, nnls, random_family_model  # noqa: E402
 from swat_edge.model import sample_inputs  # noqa: E402
-from swat_edge.passes import run_passes  # noqa: E402
-from swat_edge.targets import profile_to_toml  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BATCHES = (1, 256)
@@ -282,7 +282,7 @@ def markdown(p: dict) -> str:
         "# Cost model accuracy on this machine (host profile calibrated in the same run)",
         "",
         f"`{p['command']}`: {s['networks']} random networks, {s['models']} exported models (fp32 + int8), "
-        f"measured with `swat_edge.bench.measure` (p50, io-binding, 1 thread) in {s['sweeps']} sweeps; "
+        f"measured with `swat_edge.measure.bench.measure` (p50, io-binding, 1 thread) in {s['sweeps']} sweeps; "
         f"machine: {p['machine']['processor']}, {p['machine']['cpu_count']} vCPUs, onnxruntime "
         f"{p['machine']['onnxruntime']}. {p['note']}.",
         f"Calibration: fit error {p['calibration']['fit_rmspe']:.1%} over {p['calibration']['timings']} timings "

@@ -58,7 +58,7 @@ app.add_typer(targets_app, name="targets")
 @targets_app.command("list")
 def targets_list_command() -> int:
     """List the built-in target profiles."""
-    from .targets import builtin_targets_dir, list_targets, load_target
+    from .device.targets import builtin_targets_dir, list_targets, load_target
 
     profiles = [load_target(name) for name in list_targets()]
     print_table(
@@ -81,7 +81,7 @@ def targets_show_command(
     """Show a target profile: hardware, runtime, int8 policy, cost coefficients and where they come from."""
     from rich.markup import escape
 
-    from .targets import load_target, profile_rows, provenance_line
+    from .device.targets import load_target, profile_rows, provenance_line
 
     profile = load_target(name)
     stdout.print(f"{profile.name}: {profile.description} ({profile.source})", markup=False)
@@ -99,9 +99,9 @@ def calibrate_command(
     force: bool = typer.Option(False, "--force", help="Overwrite --out."),
 ) -> int:
     """Time probe networks with onnxruntime here, fit the cost model, write a `measured` target profile."""
-    from .calibrate import DEFAULT_ROUNDS, calibrate
+    from .device.targets import profile_to_toml
     from .files import atomic_write_text, check_output_path
-    from .targets import profile_to_toml
+    from .measure.calibrate import DEFAULT_ROUNDS, calibrate
 
     if out.suffix.lower() != ".toml":
         raise UsageError(f"--out {out}: a target profile is a .toml file; name it e.g. {out.with_suffix('.toml')}")
@@ -180,13 +180,20 @@ def embed_train_command(
             overrides = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not valid JSON ({exc})") from None
-    from .search.config import make_config  # imports torch (MissingExtraError without it)
-    from .search.train import train_embedding
+    from .search.embedding.config import make_config  # imports torch (MissingExtraError without it)
+    from .search.embedding.train import train_embedding
 
     cfg = make_config(preset, overrides=overrides, steps=steps, seed=seed)
     _set_torch_threads(threads)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[info]}"))
@@ -241,8 +248,9 @@ def embed_eval_command(
 
     if json_out is not None:
         check_output_path(json_out, force=force)
-    from .search.evaluate import compare_with_untrained, evaluate_embedding  # imports torch
-    from .search.storage import load_embedding
+    from .search.compare_decoders import compare_with_untrained  # imports torch
+    from .search.embedding.evaluate import evaluate_embedding
+    from .search.embedding.storage import load_embedding
 
     _set_torch_threads(threads)
     embedding = load_embedding(name)
@@ -325,8 +333,8 @@ def search_command(
     from dataclasses import replace as _replace
 
     from .data import load_dataset
-    from .rundir import RUNS_DIR, check_run_dir, default_run_dir
-    from .targets import load_target
+    from .device.targets import load_target
+    from .runs.folder import RUNS_DIR, check_run_dir, default_run_dir
 
     started = time.perf_counter()
     profile = load_target(target)  # an unknown target fails here, before the data or torch is touched
@@ -338,10 +346,10 @@ def search_command(
     if test is not None:
         test_set = load_dataset(test, target_cols=list(dataset.target_names), features=list(dataset.feature_names))
 
+    from .search.embedding.storage import load_embedding
     from .search.latent import LatentSettings  # imports torch (MissingExtraError without it)
     from .search.objective import Budgets, ObjectiveWeights
     from .search.run import SearchSettings, run_search
-    from .search.storage import load_embedding
 
     _set_torch_threads(threads)
     emb = load_embedding(embedding)
@@ -392,7 +400,7 @@ def search_command(
             "--latency-budget/--size-budget or choose another --target; nothing written", markup=False,
         )
         return 1
-    from .rundir import write_run
+    from .runs.folder import write_run
     from .search.latent import family_param_count
 
     files = write_run(
@@ -431,8 +439,8 @@ def search_command(
 
 
 def _check_onnx_arg(path: Path, flag: str) -> Path:
-    from .files import check_input_file
     from .errors import UsageError
+    from .files import check_input_file
 
     p = check_input_file(path, "model file")
     if p.suffix.lower() != ".onnx":
@@ -459,10 +467,10 @@ def _fmt_ops(histogram: dict[str, int]) -> str:
 def _bench_c(model: Path, *, sizes: tuple[int, ...], runs: Optional[int], against: Optional[Path], threads: int,
              io_binding: bool, json_out: Optional[Path], force: bool) -> int:
     """`bench model.c [--against model.onnx]`: bench_c.measure_c, or measure_c_pair in alternating rounds."""
-    from .bench_c import PAIR_METHOD, measure_c, measure_c_pair
     from .console import write_json
-    from .export_c import read_c
+    from .export.c import read_c
     from .files import check_output_path
+    from .measure.bench_c import PAIR_METHOD, measure_c, measure_c_pair
 
     csrc = read_c(model)
     against_path = _check_onnx_arg(against, "--against") if against is not None else None
@@ -516,10 +524,10 @@ def bench_command(
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory in a fresh process."),
 ) -> int:
     """Time an ONNX model on this machine; optionally gate it against a baseline or another model."""
-    from . import bench, gate
     from .console import print_table, write_json
     from .errors import UsageError
     from .files import check_output_path
+    from .measure import bench, gate
 
     # Every check that needs no timing runs first, so a wrong flag fails in milliseconds.
     if model.suffix.lower() == ".c":
@@ -634,7 +642,7 @@ def inspect_command(
 ) -> int:
     """Show a model's layers, sizes and costs (swat-edge model) or its graph (ONNX)."""
     from .console import print_table
-    from .summary import ModelSummary, summarize_file
+    from .measure.summary import ModelSummary, summarize_file
 
     summary = summarize_file(model)
     if isinstance(summary, ModelSummary):
@@ -718,7 +726,7 @@ def _rows_from_file(path: Path, model: "SparseMLP") -> tuple["np.ndarray", "np.n
 def _export_c(model_path: Path, output: Path, *, dtype: str, fast_math: bool, prefix: Optional[str],
               calibration: Optional[Path], holdout: Optional[Path], max_drift: Optional[float], force: bool) -> int:
     """`export -o model.c`: generate, compile and check on held-out rows, write .c and .h (build.export_c_file)."""
-    from .build import export_c_file, split_rows
+    from .export.pipeline import export_c_file, split_rows
     from .model import load_model
 
     if dtype not in ("float", "int8"):
@@ -794,10 +802,10 @@ def export_cmd(
     prefix: Optional[str] = typer.Option(None, "--prefix", help="C output: function prefix (default: the file name)."),
 ) -> int:
     """Compile a model (passes), export it to ONNX fp32/int8 or C99, verify it against the original, write it."""
-    from .build import export_onnx_file, output_kind, split_rows
+    from .compile import REPORT_COLUMNS, format_reports
+    from .export.pipeline import export_onnx_file, output_kind, split_rows
     from .model import load_model
-    from .passes import REPORT_COLUMNS, format_reports
-    from .rundir import resolve_export_paths
+    from .runs.folder import resolve_export_paths
 
     model_path, output, run_dir = resolve_export_paths(model_path, output, run)
     if run_dir is not None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from clirun import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
-from swat_edge import bench
 from swat_edge.errors import InputError, MissingFileError, ModelFileError
-from clirun import run_cli
+from swat_edge.measure import bench
 
 FAST = dict(warmup_runs=2, min_runs=30, min_time_s=0.0, measure_memory=False)
 
@@ -296,7 +296,7 @@ def test_bench_modules_do_not_import_torch(tmp_path):
     path = save(identity_model(), tmp_path / "m.onnx")
     code = (
         "import sys\n"
-        "from swat_edge import bench, gate, summary\n"
+        "from swat_edge.measure import bench, gate, summary\n"
         f"bench.measure({str(path)!r}, warmup_runs=1, min_runs=2, min_time_s=0.0, measure_memory=False)\n"
         f"summary.summarize_file({str(path)!r})\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

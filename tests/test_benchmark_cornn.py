@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cornn_data import CORNN_DIR, HAVE_CORNN, SKIP_REASON
 
 from swat_edge.model import model_stats, random_model
-
-from cornn_data import CORNN_DIR, HAVE_CORNN, SKIP_REASON
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+from clirun import run_cli
 
-from swat_edge import calibrate as calibrate_module
-from swat_edge.calibrate import (
+from swat_edge.device.cost import TERMS, coefficient_vector, count_model, feature_vector, latency_us
+from swat_edge.device.targets import CostCoefficients, load_target, profile_from_toml, profile_to_toml
+from swat_edge.errors import ModelFileError, ToolchainError, UnstableTimingError, UsageError
+from swat_edge.measure import calibrate as calibrate_module
+from swat_edge.measure.calibrate import (
     calibrate,
     fit_coefficients,
     host_hardware,
@@ -16,10 +20,6 @@ from swat_edge.calibrate import (
     nnls,
     probe_suite,
 )
-from swat_edge.cost import TERMS, coefficient_vector, count_model, feature_vector, latency_us
-from swat_edge.errors import ModelFileError, ToolchainError, UnstableTimingError, UsageError
-from swat_edge.targets import CostCoefficients, load_target, profile_from_toml, profile_to_toml
-from clirun import run_cli
 
 SIZES = (1, 16, 256)
 TRUTH = load_target("raspi5").cost  # any plausible, fully non-zero set of coefficients
@@ -179,9 +179,9 @@ def test_calibration_never_imports_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
-        "from swat_edge.calibrate import calibrate, probe_suite\n"
+        "from swat_edge.measure.calibrate import calibrate, probe_suite\n"
         "suite = [p for p in probe_suite(n_random=0) if p.name in ('floor 1-1', 'int8 8-64-1 all')]\n"
-        "from swat_edge.calibrate import measure_probes\n"
+        "from swat_edge.measure.calibrate import measure_probes\n"
         "r = measure_probes(suite, (1,), 3, calls_per_round=2, pause_s=0.0)\n"
         "assert r.shape == (2, 1, 3)\n"
         "del sys.modules['torch']\n"

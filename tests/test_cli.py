@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from swat_edge.export_onnx import check_onnx, load_onnx, run_onnx
-from swat_edge.model import forward, model_to_bytes, save_model
 from clirun import run_cli, run_without_torch
+
+from swat_edge.export.onnx import check_onnx, load_onnx, run_onnx
+from swat_edge.model import forward, model_to_bytes, save_model
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"

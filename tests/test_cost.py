@@ -13,11 +13,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from swat_edge.calibrate import random_family_model
-from swat_edge.cost import (
+from swat_edge.compile import PIPELINE, PIPELINE_INT8, run_passes
+from swat_edge.device.cost import (
     DTYPES,
-    affine_nodes,
     TERMS,
+    affine_nodes,
     choose_dtype,
     coefficient_vector,
     count_model,
@@ -26,11 +26,10 @@ from swat_edge.cost import (
     latency_us,
     terms_us,
 )
+from swat_edge.device.targets import CostCoefficients, list_targets, load_target
 from swat_edge.errors import UsageError
-from swat_edge.export_onnx import to_onnx
+from swat_edge.measure.calibrate import random_family_model
 from swat_edge.model import ACTIVATIONS, Layer, SparseMLP, model_stats, random_model, sample_inputs
-from swat_edge.passes import PIPELINE, PIPELINE_INT8, run_passes
-from swat_edge.targets import CostCoefficients, list_targets, load_target
 
 PROFILES = {name: load_target(name) for name in list_targets()}
 BATCHES = (1, 7, 64, 256)
@@ -71,7 +70,7 @@ def mlp(widths, acts_per_layer, seed=0) -> SparseMLP:
 
 def exported(model: SparseMLP, dtype: str, folder: Path) -> tuple[SparseMLP, Path]:
     """What `swat-edge export` writes for model in dtype, and the compiled model it exported."""
-    from swat_edge.build import export_onnx_file
+    from swat_edge.export.pipeline import export_onnx_file
 
     path = folder / ("model.int8.onnx" if dtype == "int8" else "model.onnx")
     result = export_onnx_file(model, path, force=True, quantization="static" if dtype == "int8" else "none",
@@ -146,7 +145,7 @@ def test_estimate_fields_add_up():
     assert est.peak_activation_bytes[1] == 64 * est.peak_activation_bytes[0]
     stats = model_stats(compiled(model))
     assert est.model_bytes == est.model_bytes_fp32 == stats.bytes_fp32
-    # int8 keeps the last layer float (as swat_edge.quantize does): fp32 bytes of the output layer
+    # int8 keeps the last layer float (as swat_edge.export.quantize does): fp32 bytes of the output layer
     last = compiled(model).output
     assert est.model_bytes_int8 == stats.bytes_int8 - (last.n_in * last.n_out + 4 * last.n_out + 8) + 4 * (
         last.n_in * last.n_out + last.n_out
@@ -271,7 +270,7 @@ def test_sigmoid_costs_more_than_relu_on_the_microcontroller():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numpy_and_torch_faces_agree_on_hard_networks(dtype):
     torch = pytest.importorskip("torch")
-    from swat_edge.cost_torch import estimate_soft, layers_from_model
+    from swat_edge.search.cost import estimate_soft, layers_from_model
 
     passes = PIPELINE_INT8 if dtype == "int8" else PIPELINE  # int8 keeps the input scaling: Mul/Add nodes
     rng = np.random.default_rng(11)
@@ -296,7 +295,7 @@ def _soft_network(torch, widths, seed=0):
     """Random soft quantities (leaf tensors that require grad), as the search's relaxation produces."""
     gen = torch.Generator().manual_seed(seed)
     leaves, hidden = [], []
-    from swat_edge.cost_torch import soft_layer
+    from swat_edge.search.cost import soft_layer
 
     for n_in, n in zip(widths[:-2], widths[1:-1]):
         gate_logits = torch.randn(n, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -314,7 +313,7 @@ def _soft_network(torch, widths, seed=0):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_torch_face_is_differentiable_in_every_soft_quantity(target, dtype):
     torch = pytest.importorskip("torch")
-    from swat_edge.cost_torch import estimate_soft
+    from swat_edge.search.cost import estimate_soft
 
     hidden, out_nz, leaves = _soft_network(torch, (3, 6, 5, 2))
     est = estimate_soft(hidden, n_inputs=3, n_outputs=2, target=target, dtype=dtype, batch_size=16,
@@ -337,7 +336,7 @@ def test_torch_face_is_differentiable_in_every_soft_quantity(target, dtype):
 @pytest.mark.torch
 def test_torch_gradients_point_the_right_way():
     torch = pytest.importorskip("torch")
-    from swat_edge.cost_torch import estimate_soft, soft_layer
+    from swat_edge.search.cost import estimate_soft, soft_layer
 
     gates = torch.full((8,), 0.7, dtype=torch.float64, requires_grad=True)
     probs = torch.full((8, len(ACTIVATIONS)), 0.2, dtype=torch.float64, requires_grad=True)
@@ -351,7 +350,7 @@ def test_torch_gradients_point_the_right_way():
 @pytest.mark.torch
 def test_soft_layer_checks_shapes():
     torch = pytest.importorskip("torch")
-    from swat_edge.cost_torch import soft_layer
+    from swat_edge.search.cost import soft_layer
 
     with pytest.raises(UsageError, match=r"activation_probs must have shape \(3, 5\)"):
         soft_layer(torch.ones(3), torch.ones(3, 4))
@@ -362,7 +361,7 @@ def test_soft_layer_checks_shapes():
 def test_the_numpy_face_does_not_import_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from swat_edge.cost import estimate\n"
+        "from swat_edge.device.cost import estimate\n"
         "from swat_edge.model import random_model\n"
         "e = estimate(random_model((2, 5, 1)), 'raspi4')\n"
         "assert e.latency_us[0] > 0\n"

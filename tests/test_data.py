@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from swat_edge.errors import DataError, MissingFileError
 from swat_edge.data import check_finite, model_rows, read_table
+from swat_edge.errors import DataError, MissingFileError
 
 
 def _csv(tmp_path, text, name="d.csv"):

@@ -11,14 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import run_cli, run_without_torch
 
 from swat_edge import __version__
-from swat_edge.bench import DEFAULT_BLOCK_RUNS
-from swat_edge.bench_c import measure_c, measure_c_pair
-from swat_edge.build import export_c_file
-from swat_edge.cc import compile_c, find_c_compiler, which_c_compiler
 from swat_edge.errors import InputError, ModelFileError, NumericsError, OutputExistsError, ToolchainError, UsageError
-from swat_edge.export_c import (
+from swat_edge.export.c import (
     FAST_SIGMOID_MAX_ABS_ERROR,
     FAST_TANH_MAX_ABS_ERROR,
     INT8_MAX_RELATIVE_MSE,
@@ -31,7 +28,11 @@ from swat_edge.export_c import (
     verify_c,
     write_c,
 )
-from swat_edge.export_onnx import to_onnx
+from swat_edge.export.cc import compile_c, find_c_compiler, which_c_compiler
+from swat_edge.export.onnx import to_onnx
+from swat_edge.export.pipeline import export_c_file
+from swat_edge.measure.bench import DEFAULT_BLOCK_RUNS
+from swat_edge.measure.bench_c import measure_c, measure_c_pair
 from swat_edge.model import (
     ACTIVATIONS,
     Layer,
@@ -41,7 +42,6 @@ from swat_edge.model import (
     random_model,
     sample_inputs,
 )
-from clirun import run_cli, run_without_torch
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"

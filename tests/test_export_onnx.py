@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from swat_edge import export_onnx
 from swat_edge.errors import DataError, InputError, MissingFileError, ModelFileError, NumericsError, UsageError
-from swat_edge.export_onnx import (
+from swat_edge.export import onnx as export_onnx
+from swat_edge.export.onnx import (
     CheckReport,
     check_onnx,
     load_onnx,
@@ -267,7 +267,7 @@ def test_export_and_run_do_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from swat_edge.model import random_model\n"
-        "from swat_edge.export_onnx import to_onnx, check_onnx\n"
+        "from swat_edge.export.onnx import to_onnx, check_onnx\n"
         "m = random_model([2, 4, 1], seed=0)\n"
         "p = to_onnx(m)\n"
         "assert check_onnx(p, m).passed\n"

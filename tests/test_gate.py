@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from swat_edge import gate
-from swat_edge.bench import (
+from swat_edge.cli import main
+from swat_edge.errors import InputError, MissingFileError, UsageError
+from swat_edge.measure import gate
+from swat_edge.measure.bench import (
     BENCH_FORMAT,
     BENCH_SCHEMA_VERSION,
     BenchResult,
@@ -18,8 +20,6 @@ from swat_edge.bench import (
     PairResult,
     PairStats,
 )
-from swat_edge.cli import main
-from swat_edge.errors import InputError, MissingFileError, UsageError
 
 MACHINE = MachineInfo(
     platform="Linux-test", machine="x86_64", processor="Test CPU", cpu_count=2, python="3.11.7", onnxruntime="1.32.0"

@@ -6,6 +6,18 @@ import dataclasses
 import numpy as np
 import pytest
 
+from swat_edge.compile import (
+    PIPELINE,
+    REPORT_COLUMNS,
+    PassReport,
+    drop_unused_inputs,
+    fold_normalization,
+    format_reports,
+    fuse_identity_layers,
+    group_activations,
+    remove_dead_neurons,
+    run_passes,
+)
 from swat_edge.errors import NumericsError, UsageError
 from swat_edge.model import (
     ACTIVATIONS,
@@ -18,18 +30,6 @@ from swat_edge.model import (
     output_tolerance,
     random_model,
     sample_inputs,
-)
-from swat_edge.passes import (
-    PIPELINE,
-    REPORT_COLUMNS,
-    PassReport,
-    drop_unused_inputs,
-    fold_normalization,
-    format_reports,
-    fuse_identity_layers,
-    group_activations,
-    remove_dead_neurons,
-    run_passes,
 )
 
 PASSES = (remove_dead_neurons, fuse_identity_layers, fold_normalization, group_activations, drop_unused_inputs)

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 
 from swat_edge.errors import DataError
-from swat_edge.export_onnx import load_onnx, read_metadata, run_onnx, to_onnx
+from swat_edge.export.onnx import load_onnx, read_metadata, run_onnx, to_onnx
+from swat_edge.export.quantize import DriftReport, is_qdq_only, measure_drift, quantize_dynamic, quantize_static
 from swat_edge.model import Layer, SparseMLP, random_model, sample_inputs
-from swat_edge.quantize import DriftReport, is_qdq_only, measure_drift, quantize_dynamic, quantize_static
 
 QOPERATOR_PREFIXES = ("QLinear", "QGemm", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")
 ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
@@ -256,8 +256,8 @@ def test_quantize_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from swat_edge.model import random_model, sample_inputs\n"
-        "from swat_edge.export_onnx import to_onnx\n"
-        "from swat_edge.quantize import quantize_static, quantize_dynamic, measure_drift\n"
+        "from swat_edge.export.onnx import to_onnx\n"
+        "from swat_edge.export.quantize import quantize_static, quantize_dynamic, measure_drift\n"
         "m = random_model([2, 4, 1], seed=0)\n"
         "p = to_onnx(m)\n"
         "measure_drift(p, quantize_static(p, sample_inputs(m, 32)), sample_inputs(m, 32))\n"
@@ -270,8 +270,8 @@ def test_quantize_does_not_import_torch() -> None:
 
 def test_a_single_layer_model_has_nothing_to_quantize_when_the_last_layer_stays_fp32():
     from swat_edge.errors import UsageError
+    from swat_edge.export.onnx import to_onnx
     from swat_edge.model import Layer, SparseMLP, sample_inputs
-    from swat_edge.export_onnx import to_onnx
 
     model = SparseMLP.make([], Layer.make(np.array([[1.0], [2.0]]), [0.5]))
     fp32 = to_onnx(model, simplify=False)

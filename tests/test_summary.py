@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from clirun import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 from swat_edge.errors import MissingFileError, ModelFileError
+from swat_edge.measure.summary import summarize_file, summarize_model, summarize_onnx
 from swat_edge.model import SparseMLP, model_stats, random_model, save_model
-from swat_edge.summary import summarize_file, summarize_model, summarize_onnx
-from clirun import run_cli
 
 _ONNX_ACT = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": "Identity"}
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
+from clirun import run_cli
 
-from swat_edge.errors import MissingFileError, TargetProfileError, UnknownTargetError
-from swat_edge.targets import (
+from swat_edge.device.targets import (
     INT8_POLICIES,
     builtin_targets_dir,
     list_targets,
@@ -19,7 +19,7 @@ from swat_edge.targets import (
     profile_to_dict,
     profile_to_toml,
 )
-from clirun import run_cli
+from swat_edge.errors import MissingFileError, TargetProfileError, UnknownTargetError
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_FILES = sorted((REPO / "targets").glob("*.toml"))

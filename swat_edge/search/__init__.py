@@ -1,4 +1,10 @@
-"""The MLP embedding and latent search (torch side); importing it without torch raises MissingExtraError."""
+"""Search (torch): the latent search through the embedding, weight-space fine-tuning, the differentiable cost
+face (cost), the objective, and run_search, which turns a Dataset and a target into a chosen SparseMLP.
+
+The only stage that imports torch; importing it without torch raises MissingExtraError. embedding/ is the
+autoencoder it searches in. May import: errors, files, model, data, compile, device. Never imports export,
+measure or runs: the CLI hands a SearchResult to runs.
+"""
 from __future__ import annotations
 
 from ..errors import MissingExtraError
@@ -8,15 +14,16 @@ try:
 except ImportError:
     raise MissingExtraError("swat_edge.search (the embedding and the search)") from None
 
-from .config import PRESETS, Architecture, EmbeddingConfig, Recipe, make_config  # noqa: E402
-from .decode import SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp, with_temperature  # noqa: E402
-from .embedding import Autoencoder, Embedding, build_autoencoder  # noqa: E402
-from .evaluate import compare_with_untrained, evaluate_embedding  # noqa: E402
-from .family import Family  # noqa: E402
-from .generator import Distribution, sample_batch  # noqa: E402
+from .compare_decoders import compare_with_untrained  # noqa: E402
+from .embedding.autoencoder import Autoencoder, Embedding, build_autoencoder  # noqa: E402
+from .embedding.config import PRESETS, Architecture, EmbeddingConfig, Recipe, make_config  # noqa: E402
+from .embedding.decode import SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp, with_temperature  # noqa: E402
+from .embedding.evaluate import evaluate_embedding  # noqa: E402
+from .embedding.family import Family  # noqa: E402
+from .embedding.generator import Distribution, sample_batch  # noqa: E402
+from .embedding.storage import load_embedding, save_embedding  # noqa: E402
+from .embedding.train import train_embedding  # noqa: E402
 from .latent import fine_tune, search_latent  # noqa: E402
-from .storage import load_embedding, save_embedding  # noqa: E402
-from .train import train_embedding  # noqa: E402
 
 __all__ = [
     "PRESETS",

@@ -16,10 +16,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..device.targets import TargetProfile
 from ..errors import InputError
 from ..model import ACTIVATIONS, Layer, SparseMLP, forward
-from ..targets import TargetProfile
-from .decode import NetLayout, SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp
+from .embedding.decode import NetLayout, SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp
 from .objective import (
     Budgets,
     LinearizedCost,
@@ -381,8 +381,8 @@ Progress = Callable[[int, int, dict[str, Any]], None]
 def initial_latents(module: Any, depth: int, n: int, *, n_inputs: int, seed: int, init: str = "encoded") -> torch.Tensor:
     """n starting latents for `depth`: the encodings of random family MLPs of that depth (those reading at least
     n_inputs inputs first), or N(0, 1) draws. Deterministic in seed."""
-    from .embedding import to_torch
-    from .generator import sample_batch
+    from .embedding.autoencoder import to_torch
+    from .embedding.generator import sample_batch
 
     latent_dim = module.config.architecture.latent_dim
     if init == "normal":

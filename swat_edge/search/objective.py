@@ -13,7 +13,7 @@ their limit (argmax, gate logit >= 0, |w| >= t), exactly what decode.to_sparse_m
 Speed: the search's cost is per tensor operation, not per candidate (a step is a few hundred tiny ops), so all
 candidates of every depth run as ONE batch of max-depth networks (`stack_networks`): layers past a candidate's
 depth are identity layers (weights I, bias 0, identity activation, gate 1) that pass the last real layer through
-unchanged, and are left out of every penalty and cost. The cost model (swat_edge.cost_torch) costs one network
+unchanged, and are left out of every penalty and cost. The cost model (swat_edge.search.cost) costs one network
 per call, ~4 ms with its gradient; `LinearizedCost` evaluates it exactly every few steps and uses its first-order
 Taylor expansion in the relaxed quantities in between, which is batched and nearly free.
 """
@@ -26,10 +26,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..cost_torch import estimate_soft, soft_layer
+from ..device.targets import TargetProfile
 from ..model import ACTIVATIONS
-from ..targets import TargetProfile
-from .decode import SoftNetwork
+from .cost import estimate_soft, soft_layer
+from .embedding.decode import SoftNetwork
 
 __all__ = [
     "ObjectiveWeights",
@@ -277,7 +277,7 @@ def activation_matrix(names: Sequence[str], dtype: torch.dtype = torch.float32) 
 
 
 class LinearizedCost:
-    """Predicted latency_us and model bytes per candidate, from swat_edge.cost_torch, linearised between refreshes.
+    """Predicted latency_us and model bytes per candidate, from swat_edge.search.cost, linearised between refreshes.
 
     refresh(relaxed) evaluates the cost model exactly (one call per candidate, on its real layers) and its
     gradient; __call__(relaxed) returns (latency_us (B,), bytes (B,)) as value + gradient . (quantities -

@@ -15,13 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..cost import Estimate, affine_nodes, count_for, estimate, latency_us
+from ..compile import PIPELINE, PIPELINE_INT8
 from ..data import Dataset, holdout_split, minmax_scaling
+from ..device.cost import Estimate, affine_nodes, count_for, estimate, latency_us
+from ..device.targets import TargetProfile
 from ..errors import DataError, InputError
 from ..model import Layer, SparseMLP, forward, model_stats
-from ..passes import PIPELINE, PIPELINE_INT8
-from ..targets import TargetProfile
-from .decode import SoftNetwork, to_sparse_mlp
+from .embedding.decode import SoftNetwork, to_sparse_mlp
 from .latent import (
     Assessment,
     LatentSettings,

@@ -21,9 +21,9 @@ import onnx  # noqa: E402
 from onnx import helper  # noqa: E402
 
 from swat_edge import __version__  # noqa: E402
-from swat_edge.export_c import to_c  # noqa: E402
-from swat_edge.build import export_onnx_file  # noqa: E402
-from swat_edge.export_onnx import to_onnx  # noqa: E402
+from swat_edge.export.c import to_c  # noqa: E402
+from swat_edge.export.onnx import to_onnx  # noqa: E402,F401 (the replay test uses it)
+from swat_edge.export.pipeline import export_onnx_file  # noqa: E402
 from swat_edge.model import SparseMLP, load_model, random_model  # noqa: E402
 
 

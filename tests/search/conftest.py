@@ -10,7 +10,7 @@ from cornn_data import CORNN_DIR, HAVE_CORNN, SKIP_REASON
 @pytest.fixture(scope="session")
 def tiny_config():
     pytest.importorskip("torch")
-    from swat_edge.search.config import make_config
+    from swat_edge.search.embedding.config import make_config
 
     return make_config("tiny")
 
@@ -20,7 +20,7 @@ def tiny_run(tmp_path_factory, tiny_config) -> Path:
     """A tiny embedding trained for its full 20-step schedule (a training folder)."""
     import torch
 
-    from swat_edge.search.train import train_embedding
+    from swat_edge.search.embedding.train import train_embedding
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("tiny") / "run"

@@ -4,9 +4,9 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 from swat_edge.errors import InputError, UsageError  # noqa: E402
-from swat_edge.search.config import PRESETS, EmbeddingConfig, config_from_dict, make_config  # noqa: E402
-from swat_edge.search.family import Family, check_family, family_from_dict  # noqa: E402
-from swat_edge.search.generator import Distribution, check_distribution  # noqa: E402
+from swat_edge.search.embedding.config import PRESETS, EmbeddingConfig, config_from_dict, make_config  # noqa: E402
+from swat_edge.search.embedding.family import Family, check_family, family_from_dict  # noqa: E402
+from swat_edge.search.embedding.generator import Distribution, check_distribution  # noqa: E402
 
 
 def test_default_family_covers_the_issue_minimum():

@@ -8,7 +8,8 @@ pytestmark = pytest.mark.torch
 
 from swat_edge.errors import InputError  # noqa: E402
 from swat_edge.model import forward, forward_normalized, sample_inputs  # noqa: E402
-from swat_edge.search.decode import (  # noqa: E402
+from swat_edge.search.embedding.autoencoder import build_autoencoder, to_torch, true_forward  # noqa: E402
+from swat_edge.search.embedding.decode import (  # noqa: E402
     NetLayout,
     decode_soft,
     harden,
@@ -17,9 +18,8 @@ from swat_edge.search.decode import (  # noqa: E402
     to_sparse_mlp,
     with_temperature,
 )
-from swat_edge.search.embedding import build_autoencoder, to_torch, true_forward  # noqa: E402
-from swat_edge.search.family import Family  # noqa: E402
-from swat_edge.search.generator import Distribution, sample_batch, training_seed  # noqa: E402
+from swat_edge.search.embedding.family import Family  # noqa: E402
+from swat_edge.search.embedding.generator import Distribution, sample_batch, training_seed  # noqa: E402
 from swat_edge.search.latent import from_sparse_mlp  # noqa: E402
 
 FAMILY = Family()

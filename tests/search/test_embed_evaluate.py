@@ -8,17 +8,12 @@ pytestmark = pytest.mark.torch
 
 from swat_edge.errors import InputError  # noqa: E402
 from swat_edge.model import random_model  # noqa: E402
-from swat_edge.search.evaluate import (  # noqa: E402
-    compare_with_untrained,
-    evaluate_embedding,
-    load_cornn_task,
-    quadratic_r2,
-    spearman,
-)
-from swat_edge.search.family import Family  # noqa: E402
-from swat_edge.search.generator import Distribution, heldout_seed, sample_batch  # noqa: E402
+from swat_edge.search.compare_decoders import compare_with_untrained, load_cornn_task  # noqa: E402
+from swat_edge.search.embedding.evaluate import evaluate_embedding, quadratic_r2, spearman  # noqa: E402
+from swat_edge.search.embedding.family import Family  # noqa: E402
+from swat_edge.search.embedding.generator import Distribution, heldout_seed, sample_batch  # noqa: E402
+from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
 from swat_edge.search.latent import fine_tune, mse, search_latent  # noqa: E402
-from swat_edge.search.storage import load_embedding  # noqa: E402
 
 
 def test_quadratic_baseline_is_exact_on_quadratics_and_poor_on_noise():

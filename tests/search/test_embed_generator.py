@@ -6,9 +6,9 @@ pytestmark = pytest.mark.torch
 
 from swat_edge.errors import InputError  # noqa: E402
 from swat_edge.model import forward  # noqa: E402
-from swat_edge.search.evaluate import quadratic_r2  # noqa: E402
-from swat_edge.search.family import Family  # noqa: E402
-from swat_edge.search.generator import (  # noqa: E402
+from swat_edge.search.embedding.evaluate import quadratic_r2  # noqa: E402
+from swat_edge.search.embedding.family import Family  # noqa: E402
+from swat_edge.search.embedding.generator import (  # noqa: E402
     Distribution,
     batch_forward,
     batch_to_sparse_mlp,

@@ -7,10 +7,10 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 from swat_edge.errors import MissingFileError, ModelFileError, SchemaVersionError, UsageError  # noqa: E402
-from swat_edge.search import storage  # noqa: E402
-from swat_edge.search.config import make_config  # noqa: E402
-from swat_edge.search.embedding import build_autoencoder  # noqa: E402
-from swat_edge.search.storage import load_embedding, save_embedding, weights_to_bytes  # noqa: E402
+from swat_edge.search.embedding import storage  # noqa: E402
+from swat_edge.search.embedding.autoencoder import build_autoencoder  # noqa: E402
+from swat_edge.search.embedding.config import make_config  # noqa: E402
+from swat_edge.search.embedding.storage import load_embedding, save_embedding, weights_to_bytes  # noqa: E402
 
 
 @pytest.fixture

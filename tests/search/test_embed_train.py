@@ -6,10 +6,10 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 from swat_edge.errors import MissingFileError, UsageError  # noqa: E402
-from swat_edge.search.config import make_config  # noqa: E402
-from swat_edge.search.embedding import build_autoencoder  # noqa: E402
-from swat_edge.search.storage import load_checkpoint, load_embedding, weights_to_bytes  # noqa: E402
-from swat_edge.search.train import is_hard_step, learning_rate, param_loss_weight, train_embedding  # noqa: E402
+from swat_edge.search.embedding.autoencoder import build_autoencoder  # noqa: E402
+from swat_edge.search.embedding.config import make_config  # noqa: E402
+from swat_edge.search.embedding.storage import load_checkpoint, load_embedding, weights_to_bytes  # noqa: E402
+from swat_edge.search.embedding.train import is_hard_step, learning_rate, param_loss_weight, train_embedding  # noqa: E402
 
 
 def _weights(directory):
@@ -100,7 +100,7 @@ def test_bad_training_arguments(tmp_path, tiny_config):
 
 
 def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path, tiny_config):
-    from swat_edge.search.storage import write_run_config
+    from swat_edge.search.embedding.storage import write_run_config
 
     (tmp_path / "early").mkdir()
     write_run_config(tmp_path / "early", tiny_config)

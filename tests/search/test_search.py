@@ -9,12 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-from swat_edge.cost import estimate  # noqa: E402
 from swat_edge.data import Dataset  # noqa: E402
+from swat_edge.device.cost import estimate  # noqa: E402
+from swat_edge.device.targets import load_target  # noqa: E402
 from swat_edge.errors import DataError, InputError  # noqa: E402
 from swat_edge.model import forward, model_stats, model_to_bytes  # noqa: E402
-from swat_edge.search.decode import soft_forward, split_output, to_sparse_mlp  # noqa: E402
-from swat_edge.search.embedding import build_autoencoder  # noqa: E402
+from swat_edge.search.embedding.autoencoder import build_autoencoder  # noqa: E402
+from swat_edge.search.embedding.decode import soft_forward, split_output, to_sparse_mlp  # noqa: E402
+from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
 from swat_edge.search.latent import LatentSettings, fine_tune  # noqa: E402
 from swat_edge.search.objective import (  # noqa: E402
     Budgets,
@@ -28,8 +30,6 @@ from swat_edge.search.objective import (  # noqa: E402
     unstack,
 )
 from swat_edge.search.run import SearchSettings, run_search, single_activation  # noqa: E402
-from swat_edge.search.storage import load_embedding  # noqa: E402
-from swat_edge.targets import load_target  # noqa: E402
 
 FAST = SearchSettings(latent=LatentSettings(steps=40, starts_per_depth=3, eval_every=8, cost_every=4),
                       finetune_steps=30)
@@ -42,7 +42,7 @@ def tiny(tiny_run):
 
 @pytest.fixture(scope="module")
 def default_shape_module():
-    from swat_edge.search.config import make_config
+    from swat_edge.search.embedding.config import make_config
 
     return build_autoencoder(make_config("default"), seed=1).eval()  # untrained: any decoder output will do
 
@@ -220,7 +220,7 @@ def test_fine_tune_records_its_validation_curve():
 
 
 def test_cornn_task_end_to_end(tiny, cornn_dir):
-    from swat_edge.search.evaluate import load_cornn_task
+    from swat_edge.search.compare_decoders import load_cornn_task
 
     task = load_cornn_task(cornn_dir, "sphere")
     data = Dataset("sphere", task.x_train, task.y_train[:, None], ("x", "y"), ("f",), "0" * 64)

@@ -9,9 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
+from clirun import run_cli
+
 from swat_edge.cli import main  # noqa: E402
 from swat_edge.model import forward, load_model  # noqa: E402
-from clirun import run_cli
 
 FAST = ["--steps", "40", "--starts", "3", "--finetune-steps", "20", "--no-measure"]
 
@@ -198,13 +199,13 @@ def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, 
 
 def test_an_int8_run_writes_the_int8_model_with_its_drift(tmp_path):
     """write_run on a known model (the tiny test embedding finds networks too degenerate to quantize)."""
-    from swat_edge.cost import estimate
     from swat_edge.data import Dataset
+    from swat_edge.device.cost import estimate
+    from swat_edge.device.targets import load_target
     from swat_edge.model import random_model
-    from swat_edge.rundir import write_run
+    from swat_edge.runs.folder import write_run
     from swat_edge.search.objective import Budgets
     from swat_edge.search.run import Candidate, Figures, SearchResult, SearchSettings
-    from swat_edge.targets import load_target
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(200, 2))

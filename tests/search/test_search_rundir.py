@@ -12,14 +12,14 @@ import pytest
 from swat_edge.data import holdout_split, load_dataset, minmax_scaling
 from swat_edge.errors import DataError, MissingFileError, OutputExistsError, UsageError
 from swat_edge.model import random_model
-from swat_edge.report import architecture_svg, bars_svg, line_chart_svg, scatter_svg
-from swat_edge.rundir import (
+from swat_edge.runs.folder import (
     check_run_dir,
     default_run_dir,
     latest_run,
     record_latest,
     resolve_export_paths,
 )
+from swat_edge.runs.report import architecture_svg, bars_svg, line_chart_svg, scatter_svg
 
 
 def _csv(tmp_path, text, name="d.csv"):
@@ -156,7 +156,7 @@ def test_architecture_drawing_shows_active_neurons_and_nonzero_weights():
 
 
 def test_rundir_report_and_cli_do_not_import_torch():
-    code = ("import sys; sys.modules['torch'] = None; import swat_edge.rundir, swat_edge.report, swat_edge.cli, "
+    code = ("import sys; sys.modules['torch'] = None; import swat_edge.runs.folder, swat_edge.runs.report, swat_edge.cli, "
             "swat_edge.data; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

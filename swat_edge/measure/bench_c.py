@@ -30,6 +30,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import InputError
+from ..export.c import CSource
+from ..export.cc import compile_c, find_c_compiler, run_program
 from .bench import (
     BENCH_FORMAT,
     BENCH_SCHEMA_VERSION,
@@ -45,9 +48,6 @@ from .bench import (
     ratio_ci,
     time_calls,
 )
-from .cc import compile_c, find_c_compiler, run_program
-from .errors import InputError
-from .export_c import CSource
 
 __all__ = [
     "DEFAULT_N_SAMPLES",

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .errors import MissingFileError, OutputExistsError, UsageError
+from ..errors import MissingFileError, OutputExistsError, UsageError
 
 if TYPE_CHECKING:  # the search result comes from the torch side; this module never imports it
-    from .data import Dataset
-    from .search.objective import Budgets
-    from .search.run import SearchResult, SearchSettings
-    from .targets import TargetProfile
+    from ..data import Dataset
+    from ..search.objective import Budgets
+    from ..search.run import SearchResult, SearchSettings
+    from ..device.targets import TargetProfile
 
 __all__ = [
     "RUNS_DIR",
@@ -164,7 +164,7 @@ class RunFiles:
 
 
 def _measure_here(onnx_path: Path) -> dict[str, Any]:
-    from .bench import machine_info, measure
+    from ..measure.bench import machine_info, measure
 
     result = measure(onnx_path, batch_sizes=(1,), warmup_runs=20, min_runs=100, min_time_s=0.2,
                      measure_memory=False)
@@ -202,11 +202,11 @@ def write_run(
     export leaves no half run behind (and an existing run is only replaced with force=True).
     heldout: (x, y) validation rows in raw units, for the int8 drift figure.
     """
-    from .build import export_onnx_file
-    from .cost import estimate
-    from .model import save_model
+    from ..export.pipeline import export_onnx_file
+    from ..device.cost import estimate
+    from ..model import save_model
     from .report import build_card, render_report
-    from .targets import list_targets, load_target
+    from ..device.targets import list_targets, load_target
 
     if result.model is None:
         raise UsageError("bug: write_run needs a result that met its budgets")
@@ -223,7 +223,7 @@ def write_run(
         save_model(model, tmp / MODEL_FILE)
         fp32 = export_onnx_file(model, tmp / ONNX_FILE)
         int8_info: dict[str, Any] = {"written": False}
-        from .passes import PIPELINE_INT8, run_passes
+        from ..compile import PIPELINE_INT8, run_passes
 
         quantizable = bool(run_passes(model, passes=PIPELINE_INT8).model.hidden)
         if result.dtype == "int8" and not quantizable:
@@ -266,7 +266,7 @@ def write_run(
             int8=int8_info, measured=measured, by_target=by_target, files=files, timings_s=timings,
             command=command,
         )
-        from .console import write_json
+        from ..console import write_json
 
         write_json(tmp / CARD_FILE, card, force=True)
         (tmp / REPORT_FILE).write_text(render_report(card, result), encoding="utf-8")

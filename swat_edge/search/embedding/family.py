@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from ..errors import InputError
-from ..model import ACTIVATIONS
+from ...errors import InputError
+from ...model import ACTIVATIONS
 
 __all__ = ["Family", "check_family", "family_from_dict", "DEFAULT_FAMILY"]
 

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import DataError, InputError, ModelFileError, NumericsError, ToolchainError, UsageError
-from .files import check_input_file
-from .model import (
+from ..errors import DataError, InputError, ModelFileError, NumericsError, ToolchainError, UsageError
+from ..files import check_input_file
+from ..model import (
     ACTIVATIONS,
     LEAKY_RELU_SLOPE,
     Layer,
@@ -243,7 +243,7 @@ def _simplify(proto: onnx.ModelProto, model: SparseMLP) -> tuple[onnx.ModelProto
 
 
 def _set_metadata(proto: onnx.ModelProto, model: SparseMLP, export_style: str, simplifier: str) -> None:
-    from . import __version__
+    from .. import __version__
 
     proto.producer_name = "swat-edge"
     proto.producer_version = __version__

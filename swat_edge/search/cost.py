@@ -1,4 +1,4 @@
-"""Differentiable face of the cost model: swat_edge.cost's formula on soft (torch) gates, activation mixes, weights.
+"""Differentiable face of the cost model: swat_edge.device.cost's formula on soft (torch) gates, activation mixes, weights.
 
 The search relaxes a network into neuron gates in [0, 1], per-neuron activation probabilities and soft
 non-zero weight indicators; `estimate_soft` turns those into a latency (and bytes, and peak memory) that
@@ -13,10 +13,10 @@ from typing import Sequence
 
 import torch
 
-from .cost import ACTIVATION_BYTES, Counts, LayerQuantities, latency_us, model_quantities, network_counts
-from .errors import UsageError
-from .model import ACTIVATIONS, SparseMLP
-from .targets import TargetProfile, load_target
+from ..device.cost import ACTIVATION_BYTES, Counts, LayerQuantities, latency_us, model_quantities, network_counts
+from ..device.targets import TargetProfile, load_target
+from ..errors import UsageError
+from ..model import ACTIVATIONS, SparseMLP
 
 __all__ = ["SoftEstimate", "soft_layer", "estimate_soft", "layers_from_model"]
 
@@ -63,7 +63,7 @@ def estimate_soft(
     input_affine: int = 0,
     output_affine: int = 0,
 ) -> SoftEstimate:
-    """Expected cost of the relaxed network on `target` (see swat_edge.cost for the counting rules).
+    """Expected cost of the relaxed network on `target` (see swat_edge.device.cost for the counting rules).
 
     Chained layers must agree in size: layer i's nonzero has as many rows as layer i-1 has neurons.
     input_affine / output_affine: Mul/Add nodes the deployed graph keeps for scaling (cost.affine_nodes of

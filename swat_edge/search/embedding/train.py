@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import NumericsError, UsageError
+from ...errors import NumericsError, UsageError
+from .autoencoder import Autoencoder, TorchBatch, build_autoencoder, to_torch
 from .config import EmbeddingConfig, Recipe
 from .decode import NetLayout, harden, soft_forward, split_output
-from .embedding import Autoencoder, TorchBatch, build_autoencoder, to_torch
 from .evaluate import quick_metrics
 from .generator import MLPBatch, sample_batch, training_seed
 from .storage import (

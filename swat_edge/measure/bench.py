@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError, ModelFileError, ToolchainError
-from .export_onnx import session_options
+from ..errors import InputError, ModelFileError, ToolchainError
+from ..export.onnx import session_options
 from .summary import summarize_onnx
 
 __all__ = [

@@ -36,8 +36,8 @@ from typing import Iterator
 import numpy as np
 import onnx
 
-from .errors import DataError, ToolchainError, UsageError
-from .export_onnx import INPUT_NAME, run_onnx
+from ..errors import DataError, ToolchainError, UsageError
+from .onnx import INPUT_NAME, run_onnx
 
 __all__ = [
     "DriftReport",
@@ -167,7 +167,7 @@ def _nodes_kept_fp32(onnx_model: onnx.ModelProto, keep_last_fp32: bool) -> list[
     nodes = list(onnx_model.graph.node)
     gemms = [i for i, node in enumerate(nodes) if node.op_type == "Gemm"]
     if not gemms:
-        raise ToolchainError("the model has no Gemm node; quantize models exported by swat_edge.export_onnx")
+        raise ToolchainError("the model has no Gemm node; quantize models exported by swat_edge.export.onnx")
     first, last = gemms[0], gemms[-1]
     if keep_last_fp32 and len(gemms) == 1:
         raise UsageError(

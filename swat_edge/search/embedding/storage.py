@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..errors import InputError, MissingFileError, ModelFileError, SchemaVersionError, UsageError
-from ..files import atomic_write_bytes, atomic_write_text
+from ... import __version__
+from ...errors import InputError, MissingFileError, ModelFileError, SchemaVersionError, UsageError
+from ...files import atomic_write_bytes, atomic_write_text
+from .autoencoder import Autoencoder, Embedding, build_autoencoder
 from .config import EmbeddingConfig, config_from_dict
-from .embedding import Autoencoder, Embedding, build_autoencoder
 
 __all__ = [
     "FORMAT_NAME",
@@ -50,7 +50,7 @@ _OPT_WEIGHTS = "optimizer.safetensors"
 _TRAIN_STATE = "train_state.json"
 _RUN_CONFIG = "config.json"
 _CHECKPOINT = "checkpoint"
-DEFAULT_EMBEDDING_DIR = Path(__file__).resolve().parent / "embeddings" / "default"
+DEFAULT_EMBEDDING_DIR = Path(__file__).resolve().parent / "default"
 
 
 def _sha256(data: bytes) -> str:

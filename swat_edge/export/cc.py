@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ToolchainError
+from ..errors import ToolchainError
 
 __all__ = ["NO_COMPILER_HINT", "which_c_compiler", "find_c_compiler", "compile_c", "run_program"]
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-from ..errors import InputError, UsageError
+from ...errors import InputError, UsageError
 from .family import Family, family_from_dict
 from .generator import Distribution, distribution_from_dict
 

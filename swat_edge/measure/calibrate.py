@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import __version__
-from .cost import (
+from .. import __version__
+from ..device.cost import (
     TERMS,
     Counts,
     coefficient_vector,
@@ -28,9 +28,9 @@ from .cost import (
     count_model,
     feature_vector,
 )
-from .errors import SwatError, ToolchainError, UnstableTimingError, UsageError
-from .model import ACTIVATIONS, SparseMLP, random_model, sample_inputs
-from .targets import CostCoefficients, Hardware, Provenance, Runtime, TargetProfile
+from ..device.targets import CostCoefficients, Hardware, Provenance, Runtime, TargetProfile
+from ..errors import SwatError, ToolchainError, UnstableTimingError, UsageError
+from ..model import ACTIVATIONS, SparseMLP, random_model, sample_inputs
 
 __all__ = [
     "DEFAULT_BATCH_SIZES",
@@ -101,7 +101,7 @@ class CalibrationResult:
 
 def _compiled(model: SparseMLP, dtype: str) -> SparseMLP:
     """The model as `swat-edge export` compiles it for dtype (int8 keeps the input scaling in float)."""
-    from .passes import PIPELINE, PIPELINE_INT8, run_passes
+    from ..compile import PIPELINE, PIPELINE_INT8, run_passes
 
     return run_passes(model, passes=PIPELINE_INT8 if dtype == "int8" else PIPELINE, check_rows=64).model
 
@@ -231,7 +231,7 @@ def _export(probe: Probe) -> bytes:
     """The ONNX bytes `swat-edge export` writes for the probe (compile, onnxsim, verify, int8 quantization)."""
     import tempfile
 
-    from .build import export_onnx_file
+    from ..export.pipeline import export_onnx_file
 
     with tempfile.TemporaryDirectory(prefix="swat-edge-calibrate-") as tmp:
         path = Path(tmp) / ("probe.int8.onnx" if probe.dtype == "int8" else "probe.onnx")

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..model import Layer, SparseMLP, apply_activation
+from ...errors import InputError
+from ...model import Layer, SparseMLP, apply_activation
 from .family import Family
 
 __all__ = [
@@ -358,4 +358,4 @@ def batch_to_sparse_mlp(batch: MLPBatch, index: int) -> SparseMLP:
         acts = tuple(names[int(k)] for k in batch.activation[index, l])
         layers.append(Layer.make(w, batch.bias[index, l], acts, batch.gate[index, l]))
     output = Layer.make(batch.output_weight[index], batch.output_bias[index], "identity")
-    return SparseMLP.make(layers, output, provenance={"generator": "swat_edge.search.generator", "depth": depth})
+    return SparseMLP.make(layers, output, provenance={"generator": "swat_edge.search.embedding.generator", "depth": depth})

@@ -5,12 +5,12 @@ onnxruntime's optimised graph in tests/test_cost.py): compile passes have run (s
 removed); per hidden layer one Gemm; a layer with one non-identity activation type has it fused into the Gemm
 (FusedGemm: no extra node); a layer with k > 1 types runs Split -> one node per non-identity type -> Concat;
 identity costs nothing; the output layer is one float Gemm. int8 (static QDQ, last layer float, as
-swat_edge.quantize emits) adds a QuantizeLinear before each hidden layer, runs the hidden Gemms as int8 and
+swat_edge.export.quantize emits) adds a QuantizeLinear before each hidden layer, runs the hidden Gemms as int8 and
 leaves a lone activation as its own node; a ReLU-only layer folds its ReLU into the int8 range (the next
 layer then needs no QuantizeLinear), except as the last hidden layer, which runs as a float FusedGemm behind
 three DequantizeLinear nodes. Dense Gemms round each layer's output columns up to the runtime's column block.
 
-Latency of one call at batch B, with the coefficients of swat_edge.targets.CostCoefficients:
+Latency of one call at batch B, with the coefficients of swat_edge.device.targets.CostCoefficients:
 
     call_us + node_us * nodes + slice_us * slices + B * 1e-3 * sum(coefficient_ns * count per row)
 
@@ -20,7 +20,7 @@ the host) and each activation's elements: what dominates small MLPs was measured
 (benchmarks/cost_accuracy.py).
 
 `network_counts` is written with operations numpy arrays and torch tensors share (`.prod(0)`, `.sum()`,
-indexing, arithmetic), so this numpy face and the differentiable torch face (swat_edge.cost_torch) evaluate
+indexing, arithmetic), so this numpy face and the differentiable torch face (swat_edge.search.cost) evaluate
 literally the same formula. With 0/1 gates and one-hot activation probabilities the soft expressions reduce
 to exact counts: for a layer with gates g_i and activation probabilities p_ia, q_ia = g_i p_ia,
 P(type a present) = 1 - prod_i(1 - q_ia), P(only type a) = prod_i(1 - g_i + q_ia) - prod_i(1 - g_i),
@@ -33,8 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import UsageError
-from .model import ACTIVATIONS, SparseMLP
+from ..errors import UsageError
+from ..model import ACTIVATIONS, SparseMLP
 from .targets import CostCoefficients, TargetProfile, load_target
 
 __all__ = [
@@ -105,7 +105,7 @@ class LayerQuantities:
 class Counts:
     """What one call of a network costs, in the units of the cost terms. Per-row counts are per batch row.
 
-    Floats for a hard network; 0-d torch tensors (differentiable) from swat_edge.cost_torch.
+    Floats for a hard network; 0-d torch tensors (differentiable) from swat_edge.search.cost.
     """
 
     nodes: Any  # graph nodes executed per call
@@ -422,7 +422,7 @@ def _compiled(model: SparseMLP, compile: bool, dtype: str) -> SparseMLP:
     """The model as `swat-edge export` compiles it for `dtype` (int8 keeps the input scaling in float)."""
     if not compile:
         return model
-    from .passes import PIPELINE, PIPELINE_INT8, run_passes  # numpy-only; imported here to keep this module light
+    from ..compile import PIPELINE, PIPELINE_INT8, run_passes  # numpy-only; imported here to keep this module light
 
     return run_passes(model, passes=PIPELINE_INT8 if dtype == "int8" else PIPELINE).model
 

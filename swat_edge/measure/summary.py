@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError
-from .files import check_input_file
-from .model import SparseMLP, load_model, model_hash, model_stats
+from ..errors import ModelFileError
+from ..files import check_input_file
+from ..model import SparseMLP, load_model, model_hash, model_stats
 
 __all__ = [
     "LayerRow",

@@ -41,11 +41,10 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from . import __version__
-from .cc import compile_c, find_c_compiler, run_program
-from .errors import InputError, ModelFileError, NumericsError, UsageError
-from .files import atomic_path, check_input_file, check_output_path
-from .model import (
+from .. import __version__
+from ..errors import InputError, ModelFileError, NumericsError, UsageError
+from ..files import atomic_path, check_input_file, check_output_path
+from ..model import (
     ACTIVATIONS,
     LEAKY_RELU_SLOPE,
     SparseMLP,
@@ -55,6 +54,7 @@ from .model import (
     output_tolerance,
     sample_inputs,
 )
+from .cc import compile_c, find_c_compiler, run_program
 
 __all__ = [
     "CSource",

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from . import __version__
-from .model import SparseMLP, model_stats
+from .. import __version__
+from ..model import SparseMLP, model_stats
 
 if TYPE_CHECKING:
-    from .data import Dataset
-    from .search.objective import Budgets
-    from .search.run import SearchResult, SearchSettings
-    from .targets import TargetProfile
+    from ..data import Dataset
+    from ..search.objective import Budgets
+    from ..search.run import SearchResult, SearchSettings
+    from ..device.targets import TargetProfile
 
 __all__ = ["CARD_FORMAT", "CARD_SCHEMA_VERSION", "METRIC_NOTE", "build_card", "render_report", "line_chart_svg",
            "scatter_svg", "bars_svg", "architecture_svg"]

@@ -1,4 +1,8 @@
-"""Compile passes (one per module) and run_passes(), which checks every pass against the reference forward()."""
+"""Compile: model-to-model passes (one per module) and run_passes(), which checks every pass against forward().
+
+A pass takes a SparseMLP and returns an equivalent, cheaper one plus a PassReport. May import: errors, model.
+Never imports torch, onnx or anything downstream (export, measure, runs).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -13,13 +13,13 @@ from typing import Literal
 
 import numpy as np
 
+from ..compile import PIPELINE, PIPELINE_INT8, CompileResult, run_passes
+from ..errors import InputError, UsageError
+from ..files import atomic_write_bytes, check_output_path
+from ..model import SparseMLP, sample_inputs
+from .c import CCheckReport, CSource, to_c, verify_c, write_c
 from .cc import NO_COMPILER_HINT, which_c_compiler
-from .errors import InputError, UsageError
-from .export_c import CCheckReport, CSource, to_c, verify_c, write_c
-from .export_onnx import CheckReport, to_onnx, verify_onnx
-from .files import atomic_write_bytes, check_output_path
-from .model import SparseMLP, sample_inputs
-from .passes import PIPELINE, PIPELINE_INT8, CompileResult, run_passes
+from .onnx import CheckReport, to_onnx, verify_onnx
 from .quantize import DriftReport, measure_drift, quantize_dynamic, quantize_static
 
 __all__ = ["Quantization", "OnnxExport", "CExport", "split_rows", "export_onnx_file", "export_c_file", "output_kind"]

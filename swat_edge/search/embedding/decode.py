@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from ..model import LEAKY_RELU_SLOPE, Layer, SparseMLP
+from ...errors import InputError
+from ...model import LEAKY_RELU_SLOPE, Layer, SparseMLP
 from .family import Family
 
 __all__ = [

@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport (a conditional dependency)
     import tomli as tomllib
 
-from .errors import MissingFileError, TargetProfileError, UnknownTargetError, UsageError
+from ..errors import MissingFileError, TargetProfileError, UnknownTargetError, UsageError
 
 __all__ = [
     "PROFILE_SCHEMA_VERSION",
@@ -78,7 +78,7 @@ class Runtime:
 
 @dataclass(frozen=True)
 class CostCoefficients:
-    """Latency terms of the cost model (swat_edge.cost): one call costs
+    """Latency terms of the cost model (swat_edge.device.cost): one call costs
 
     call_us + node_us x nodes + slice_us x slices + batch x 1e-3 x (sum of every *_ns coefficient x its count).
     """
@@ -284,8 +284,8 @@ def profile_from_toml(text: str, *, source: str = "<profile>") -> TargetProfile:
 
 def builtin_targets_dir() -> Path | None:
     """Folder of the built-in profiles: `swat_edge/profiles` in an installed wheel, `targets/` in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "profiles", here.parent / "targets"):
+    package = Path(__file__).resolve().parent.parent  # swat_edge/
+    for candidate in (package / "profiles", package.parent / "targets"):
         if candidate.is_dir() and any(candidate.glob("*.toml")):
             return candidate
     return None

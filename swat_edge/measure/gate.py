@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import InputError, UsageError
+from ..files import check_input_file
 from .bench import BENCH_FORMAT, BENCH_SCHEMA_VERSION, BenchResult, PairResult
-from .errors import InputError, UsageError
-from .files import check_input_file
 
 __all__ = [
     "METRICS",
