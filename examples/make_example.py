@@ -49,6 +49,8 @@ def write_csv(path: Path, rows: np.ndarray) -> None:
 def train(rows: np.ndarray) -> SparseMLP:
     import torch
 
+    from swat_edge.search.embedding.decode import activation_fn
+
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     x, y = rows[:, :4], rows[:, 4:]
@@ -65,13 +67,7 @@ def train(rows: np.ndarray) -> SparseMLP:
         ("relu", "tanh", "tanh", "sigmoid", "relu", "leaky_relu", "identity"),
         ("tanh", "sigmoid", "relu", "relu", "tanh", "leaky_relu", "tanh"),
     ]
-    fns = {
-        "identity": lambda z: z,
-        "relu": torch.relu,
-        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01),
-        "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid,
-    }
+    fns = [[activation_fn(a) for a in layer] for layer in acts]
     params = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
         w = torch.empty(n_in, n_out, dtype=torch.float64)
@@ -83,7 +79,7 @@ def train(rows: np.ndarray) -> SparseMLP:
         for i in range(len(widths) - 1):
             h = h @ (params[2 * i] * masks[i]) + params[2 * i + 1]
             if i < len(acts):
-                h = torch.stack([fns[a](h[:, j]) for j, a in enumerate(acts[i])], dim=1)
+                h = torch.stack([fn(h[:, j]) for j, fn in enumerate(fns[i])], dim=1)
         return h
 
     def fit(steps: int, l1: float) -> None:

@@ -10,8 +10,9 @@ weights of a hard network with its masks frozen.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from .objective import (
     Budgets,
     LinearizedCost,
     ObjectiveWeights,
+    Stack,
     cost_penalty,
     expected_nonzero_params,
     harden_stack,
@@ -108,6 +110,22 @@ def _as_2d(y: np.ndarray) -> np.ndarray:
     return y.reshape(-1, 1) if y.ndim == 1 else y
 
 
+@contextmanager
+def _frozen_decoders(module: Any) -> Iterator[None]:
+    """The embedding in eval mode with no parameter gradients for the duration; its previous state after."""
+    requires = [p.requires_grad for p in module.parameters()]
+    was_training = module.training
+    for p in module.parameters():
+        p.requires_grad_(False)
+    module.eval()
+    try:
+        yield
+    finally:
+        for p, r in zip(module.parameters(), requires):
+            p.requires_grad_(r)
+        module.train(was_training)
+
+
 def search_latent(
     embedding: Any,
     x_train: np.ndarray,
@@ -132,12 +150,7 @@ def search_latent(
     depths = tuple(family.depths if depths is None else depths)
     y_train, y_val = _as_2d(y_train), _as_2d(y_val)
     x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
-    if x_train.ndim != 2 or x_train.shape[1] > family.max_inputs:
-        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
-    if y_train.shape[1] != family.n_outputs or len(y_train) != len(x_train):
-        raise InputError(f"targets have shape {y_train.shape}; expected ({len(x_train)}, {family.n_outputs})")
-    if steps < 1 or starts_per_depth < 1:
-        raise InputError(f"search needs steps >= 1 and starts_per_depth >= 1, got {steps} and {starts_per_depth}")
+    _check_plain_search(family, x_train, y_train, steps=steps, starts_per_depth=starts_per_depth)
     n_inputs = x_train.shape[1]
     mean, std = y_train.mean(axis=0), y_train.std(axis=0)
     std = np.where(std > 1e-12, std, 1.0)
@@ -149,16 +162,10 @@ def search_latent(
     yv = torch.as_tensor((y_val - mean) / std, dtype=torch.float32)
     latent_dim = module.config.architecture.latent_dim
     latents = {k: torch.randn(starts_per_depth, latent_dim, generator=gen).requires_grad_(True) for k in depths}
-    params = list(latents.values())
-    requires = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    optimizer = Adam([params], [lr])
+    optimizer = Adam([list(latents.values())], [lr])
     anneal = max(int(0.6 * steps), 1)
     best: tuple[float, int, int, int, torch.Tensor] | None = None
-    was_training = module.training
-    module.eval()
-    try:
+    with _frozen_decoders(module):
         for step in range(1, steps + 1):
             temperature = float(final_temperature ** min(step / anneal, 1.0))
             idx = rng.choice(len(xt), size=min(batch_points, len(xt)), replace=False)
@@ -185,14 +192,20 @@ def search_latent(
             net, 0, n_inputs=n_inputs, output_scale=std, output_offset=mean,
             provenance={"search": "latent", "depth": depth, "start": start, "step": step_at, "seed": seed},
         )
-    finally:
-        for p, r in zip(module.parameters(), requires):
-            p.requires_grad_(r)
-        module.train(was_training)
     return LatentSearchResult(
         model=model, depth=depth, start=start, step=step_at, val_mse=mse(model, x_val, y_val),
         latent=latent.numpy().astype(np.float64),
     )
+
+
+def _check_plain_search(family: Any, x_train: np.ndarray, y_train: np.ndarray, *, steps: int,
+                        starts_per_depth: int) -> None:
+    if x_train.ndim != 2 or x_train.shape[1] > family.max_inputs:
+        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
+    if y_train.shape[1] != family.n_outputs or len(y_train) != len(x_train):
+        raise InputError(f"targets have shape {y_train.shape}; expected ({len(x_train)}, {family.n_outputs})")
+    if steps < 1 or starts_per_depth < 1:
+        raise InputError(f"search needs steps >= 1 and starts_per_depth >= 1, got {steps} and {starts_per_depth}")
 
 
 def from_sparse_mlp(model: SparseMLP, dtype: torch.dtype = torch.float64) -> SoftNetwork:
@@ -406,6 +419,235 @@ def _cosine(step: int, total: int, start: float, end: float) -> float:
     return end + 0.5 * (start - end) * (1.0 + np.cos(np.pi * min(step / max(total, 1), 1.0)))
 
 
+# name -> (first column, end column, shape) of each tensor in one decoder's flat output
+_DecoderSlices = dict[str, tuple[int, int, tuple[int, ...]]]
+
+
+def _decoder_slices(family: Any, depths: Sequence[int]) -> dict[int, _DecoderSlices]:
+    """Slices of each decoder's flat output, computed once: NetLayout.split recomputes its shapes on every call
+    and split_output also tempers; at ~20 ms a step both showed up in the profile."""
+    slices = {}
+    for depth in depths:
+        start, parts = 0, {}
+        for name, shape in NetLayout(family, depth).shapes.items():
+            n = int(np.prod(shape))
+            parts[name] = (start, start + n, shape)
+            start += n
+        slices[depth] = parts
+    return slices
+
+
+@dataclass(frozen=True)
+class _SearchSetup:
+    """What stays fixed through one optimise_latents call."""
+
+    module: Any  # the embedding's Autoencoder, decoders frozen
+    depths: tuple[int, ...]
+    keys: tuple[tuple[int, int], ...]  # (depth, start) of candidate b of the stack is keys[b]
+    slices: dict[int, _DecoderSlices]
+    n_inputs: int
+    param_scale: float  # the family's largest network's parameter count (normalises the sparsity term)
+    settings: LatentSettings
+    weights: ObjectiveWeights
+    budgets: Budgets
+    cost: LinearizedCost | None  # None: no cost terms in the training loss
+    assess: Assess | None  # None: hard candidates are scored without deployed figures
+
+
+@dataclass(frozen=True)
+class _SearchData:
+    """The training and (possibly subsampled) validation rows as float32 tensors."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+def _checked_depths(family: Any, depths: Sequence[int] | None) -> tuple[int, ...]:
+    depths = tuple(family.depths if depths is None else depths)
+    bad = [k for k in depths if k not in family.depths]
+    if bad:
+        raise InputError(f"depth {bad[0]}: this embedding decodes depths {family.min_depth}..{family.max_depth}")
+    return depths
+
+
+def _search_data(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, family: Any,
+                 max_val_rows: int, rng: np.random.Generator) -> _SearchData:
+    """Check the shapes against the family and keep at most max_val_rows validation rows (drawn from rng)."""
+    x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
+    y_train, y_val = _as_2d(y_train), _as_2d(y_val)
+    if x_train.ndim != 2 or not 1 <= x_train.shape[1] <= family.max_inputs:
+        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
+    if y_train.shape[1] != family.n_outputs:
+        raise InputError(f"targets have {y_train.shape[1]} columns; this embedding predicts {family.n_outputs}")
+    if len(x_val) > max_val_rows:
+        keep_rows = np.sort(rng.permutation(len(x_val))[:max_val_rows])
+        x_val, y_val = x_val[keep_rows], y_val[keep_rows]
+    return _SearchData(
+        x_train=torch.as_tensor(x_train, dtype=torch.float32), y_train=torch.as_tensor(y_train, dtype=torch.float32),
+        x_val=torch.as_tensor(x_val, dtype=torch.float32), y_val=torch.as_tensor(y_val, dtype=torch.float32),
+    )
+
+
+def _decode_stack(setup: _SearchSetup, latents: dict[int, torch.Tensor]) -> Stack:
+    """Every depth's starts decoded and stacked into one batch (activation and gate probabilities untempered:
+    relax() and harden_stack() temper them)."""
+    family = setup.module.config.family
+    nets = []
+    for k in setup.depths:
+        flat = setup.module.decode(latents[k], k)
+        p = {name: flat[:, a:b].reshape(flat.shape[0], *shape) for name, (a, b, shape) in setup.slices[k].items()}
+        weights = (p["first_weight"], *(p["deep_weight"][:, l] for l in range(k - 1)), p["output_weight"])
+        biases = (*(p["bias"][:, l] for l in range(k)), p["output_bias"])
+        nets.append(SoftNetwork(
+            activations=tuple(family.activations), weights=weights, biases=biases,
+            activation_logits=p["activation_logits"], gate_logits=p["gate_logits"],
+            activation_probs=p["activation_logits"], gate_probs=p["gate_logits"],
+        ))
+    return stack_networks(nets, max(setup.depths))
+
+
+def _minibatch(data: _SearchData, batch_points: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(data.x_train) > batch_points:
+        idx = torch.as_tensor(rng.choice(len(data.x_train), size=batch_points, replace=False))
+        return data.x_train[idx], data.y_train[idx]
+    return data.x_train, data.y_train
+
+
+def _descend(setup: _SearchSetup, latents: dict[int, torch.Tensor], thresholds: torch.Tensor, optimizer: Adam,
+             x_batch: torch.Tensor, y_batch: torch.Tensor, *, step: int, temperature: float) -> float:
+    """One gradient step on the latents and thresholds; returns the best start's relaxed training MSE."""
+    settings = setup.settings
+    relaxed = relax(_decode_stack(setup, latents), thresholds, temperature=temperature,
+                    weight_softness=settings.weight_softness, n_inputs=setup.n_inputs)
+    fit = ((soft_forward(relaxed.net, x_batch) - y_batch) ** 2).mean(dim=(1, 2))
+    penalty = penalties(relaxed, setup.weights, setup.param_scale)
+    if setup.cost is not None:
+        if step == 1 or step % settings.cost_every == 0:
+            setup.cost.refresh(relaxed)
+        latency, size = setup.cost(relaxed)
+        penalty = penalty + cost_penalty(latency, size, setup.weights, setup.budgets)
+    # the penalties scale with the (detached) fit, so they act as relative terms: log MSE + penalty in effect
+    total = (fit + fit.detach() * penalty).sum()
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    with torch.no_grad():
+        thresholds.clamp_(0.0, settings.threshold_max)
+    return float(fit.detach().min())
+
+
+def _hard_score(val_mse: float, assessment: Assessment | None, nonzero: float, weights: ObjectiveWeights,
+                param_scale: float) -> float:
+    """log(validation MSE) + the objective's sparsity, latency and size terms of a hard network (lower is better)."""
+    score = float(np.log(max(val_mse, 1e-30))) + weights.sparsity * nonzero / param_scale
+    if assessment is not None:
+        score += (weights.latency * float(np.log(assessment.latency_us))
+                  + weights.size * float(np.log(max(assessment.size_bytes, 1.0))))
+    return score
+
+
+@dataclass
+class _Leaderboard:
+    """Each start's best hard iterates so far (within the budgets, and ignoring them), the iterate closest to
+    the budgets, and the best feasible iterate overall (the leader, for progress and history)."""
+
+    best: dict[tuple[int, int], Snapshot] = field(default_factory=dict)
+    unconstrained: dict[tuple[int, int], Snapshot] = field(default_factory=dict)
+    closest: Snapshot | None = None
+    closest_rank: tuple[bool, float, float] = (True, np.inf, np.inf)
+    leader: Snapshot | None = None
+
+    def record(self, snap: Snapshot, *, alive: bool) -> None:
+        # a constant network (a layer with every neuron off) only ever serves as "closest" figures
+        rank = (not alive, snap.violation, snap.score)
+        if self.closest is None or rank < self.closest_rank:
+            self.closest, self.closest_rank = snap, rank
+        if not alive:
+            return
+        key = (snap.depth, snap.start)
+        if key not in self.unconstrained or snap.score < self.unconstrained[key].score:
+            self.unconstrained[key] = snap
+        if snap.violation == 0.0 and (key not in self.best or snap.score < self.best[key].score):
+            self.best[key] = snap
+
+    def update_leader(self) -> None:
+        if self.best:
+            self.leader = min(self.best.values(), key=lambda snap: snap.score)
+
+
+def _score_hard_iterates(setup: _SearchSetup, latents: dict[int, torch.Tensor], thresholds: torch.Tensor,
+                         data: _SearchData, step: int, board: _Leaderboard) -> dict[int, float]:
+    """Hard-decode every start, score it on the validation rows and record it on the board; returns the best
+    validation MSE of each depth."""
+    with torch.no_grad():
+        stack = _decode_stack(setup, latents)
+        hard = harden_stack(stack, thresholds, setup.n_inputs)
+        vals = ((soft_forward(hard.net, data.x_val) - data.y_val) ** 2).mean(dim=(1, 2))
+        nonzero = expected_nonzero_params(hard)
+        # a real layer with every neuron off makes the output a constant: not a model worth keeping
+        alive = ((hard.gates.sum(dim=2) > 0) | ~hard.live).all(dim=1)
+    val_by_depth: dict[int, float] = {}
+    for b, (depth, start) in enumerate(setup.keys):
+        val = float(vals[b])
+        if not np.isfinite(val):
+            continue
+        val_by_depth[depth] = min(val, val_by_depth.get(depth, np.inf))
+        threshold = float(thresholds[b].detach())
+        assessment = setup.assess(unstack(stack, b), threshold) if setup.assess is not None else None
+        violation = (setup.budgets.violation(assessment.latency_us, assessment.size_bytes)
+                     if assessment is not None else 0.0)
+        board.record(Snapshot(
+            depth=depth, start=start, step=step, val_mse=val,
+            score=_hard_score(val, assessment, float(nonzero[b]), setup.weights, setup.param_scale),
+            latent=latents[depth][start].detach().numpy().copy(), threshold=threshold,
+            assessment=assessment, violation=violation,
+        ), alive=bool(alive[b]))
+    board.update_leader()
+    return val_by_depth
+
+
+def _leader_figures(leader: Snapshot | None) -> dict[str, float | None]:
+    return {
+        "best_val_mse": None if leader is None else leader.val_mse,
+        "latency_us": None if leader is None or leader.assessment is None else leader.assessment.latency_us,
+    }
+
+
+def _history_entry(step: int, temperature: float, train_mse: float, val_by_depth: dict[int, float],
+                   leader: Snapshot | None) -> dict[str, Any]:
+    figures = _leader_figures(leader)
+    return {
+        "step": step,
+        "temperature": temperature,
+        "train_mse": train_mse,
+        "val_mse_by_depth": val_by_depth,
+        "best_val_mse": figures["best_val_mse"],
+        "best_score": None if leader is None else leader.score,
+        "best_latency_us": figures["latency_us"],
+    }
+
+
+def _search_setup(module: Any, depths: tuple[int, ...], n_inputs: int, settings: LatentSettings,
+                  weights: ObjectiveWeights, budgets: Budgets, cost_target: TargetProfile | None, cost_dtype: str,
+                  input_affine: int, assess: Assess | None) -> _SearchSetup:
+    """cost_target: the target whose predicted cost enters the training loss (None: no cost terms)."""
+    family = module.config.family
+    cost = None
+    if cost_target is not None:
+        names = family.activations if "identity" in family.activations else (*family.activations, "identity")
+        cost = LinearizedCost(cost_target, n_inputs=n_inputs, n_outputs=family.n_outputs, activations=names,
+                              dtype=cost_dtype, input_affine=input_affine,
+                              with_size=bool(weights.size) or budgets.size_bytes is not None)
+    return _SearchSetup(
+        module=module, depths=depths, keys=tuple((k, s) for k in depths for s in range(settings.starts_per_depth)),
+        slices=_decoder_slices(family, depths), n_inputs=n_inputs, param_scale=float(family_param_count(family)),
+        settings=settings, weights=weights, budgets=budgets, cost=cost,
+        assess=assess if (cost is not None or budgets.any) else None,
+    )
+
+
 def optimise_latents(
     embedding: Any,
     x_train: np.ndarray,
@@ -435,170 +677,42 @@ def optimise_latents(
     budgets = Budgets() if budgets is None else budgets
     module = getattr(embedding, "module", embedding)
     family = module.config.family
-    depths = tuple(family.depths if settings.depths is None else settings.depths)
-    bad = [k for k in depths if k not in family.depths]
-    if bad:
-        raise InputError(f"depth {bad[0]}: this embedding decodes depths {family.min_depth}..{family.max_depth}")
-    x_train, x_val = np.asarray(x_train, np.float64), np.asarray(x_val, np.float64)
-    y_train, y_val = _as_2d(y_train), _as_2d(y_val)
-    if x_train.ndim != 2 or not 1 <= x_train.shape[1] <= family.max_inputs:
-        raise InputError(f"inputs have shape {x_train.shape}; this embedding takes (rows, 1..{family.max_inputs})")
-    if y_train.shape[1] != family.n_outputs:
-        raise InputError(f"targets have {y_train.shape[1]} columns; this embedding predicts {family.n_outputs}")
-    n_inputs = x_train.shape[1]
+    depths = _checked_depths(family, settings.depths)
+    rng = np.random.default_rng(np.random.SeedSequence((11, settings.seed)))
+    data = _search_data(x_train, y_train, x_val, y_val, family, settings.max_val_rows, rng)
+    n_inputs = data.x_train.shape[1]
     use_cost = target is not None and bool(weights.latency or weights.size or budgets.any)
     if (use_cost or budgets.any) and assess is None:
         raise InputError("bug: optimise_latents needs `assess` when cost terms or budgets are on")
-    rng = np.random.default_rng(np.random.SeedSequence((11, settings.seed)))
-    if len(x_val) > settings.max_val_rows:
-        keep_rows = np.sort(rng.permutation(len(x_val))[: settings.max_val_rows])
-        x_val, y_val = x_val[keep_rows], y_val[keep_rows]
-    xt = torch.as_tensor(x_train, dtype=torch.float32)
-    yt = torch.as_tensor(y_train, dtype=torch.float32)
-    xv = torch.as_tensor(x_val, dtype=torch.float32)
-    yv = torch.as_tensor(y_val, dtype=torch.float32)
-    param_scale = float(family_param_count(family))
-    n_starts = settings.starts_per_depth
-    max_depth = max(depths)
+    # (encoded before the decoders are frozen: the encoder runs in whatever mode the caller left the module)
     latents = {
-        k: initial_latents(module, k, n_starts, n_inputs=n_inputs, seed=settings.seed, init=settings.init)
-        .requires_grad_(True) for k in depths
+        k: initial_latents(module, k, settings.starts_per_depth, n_inputs=n_inputs, seed=settings.seed,
+                           init=settings.init).requires_grad_(True) for k in depths
     }
-    thresholds = torch.zeros(n_starts * len(depths), requires_grad=True)
-    keys = [(k, s) for k in depths for s in range(n_starts)]  # candidate b of the stack is keys[b]
-    cost = None
-    if use_cost:
-        names = family.activations if "identity" in family.activations else (*family.activations, "identity")
-        cost = LinearizedCost(target, n_inputs=n_inputs, n_outputs=family.n_outputs, activations=names,
-                              dtype=cost_dtype, input_affine=input_affine,
-                              with_size=bool(weights.size) or budgets.size_bytes is not None)
+    thresholds = torch.zeros(settings.starts_per_depth * len(depths), requires_grad=True)
+    setup = _search_setup(module, depths, n_inputs, settings, weights, budgets,
+                          target if use_cost else None, cost_dtype, input_affine, assess)
     optimizer = Adam([[latents[k] for k in depths], [thresholds]], [settings.lr, settings.threshold_lr])
     anneal = max(int(settings.anneal_fraction * settings.steps), 1)
-    best: dict[tuple[int, int], Snapshot] = {}
-    unconstrained: dict[tuple[int, int], Snapshot] = {}
-    closest: Snapshot | None = None
-    closest_rank: tuple[bool, float, float] = (True, np.inf, np.inf)
-    history: list[dict[str, Any]] = []
-    leader: Snapshot | None = None
-    requires = [p.requires_grad for p in module.parameters()]
-    was_training = module.training
-    for p in module.parameters():
-        p.requires_grad_(False)
-    module.eval()
-
-    # Slices of each decoder's flat output, computed once (NetLayout.split recomputes its shapes on every call and
-    # split_output also tempers; at ~20 ms a step both showed up in the profile).
-    layouts = {}
-    for k in depths:
-        start, parts = 0, {}
-        for name, shape in NetLayout(family, k).shapes.items():
-            n = int(np.prod(shape))
-            parts[name] = (start, start + n, shape)
-            start += n
-        layouts[k] = parts
-
-    def decode_all() -> Any:
-        nets = []
-        for k in depths:
-            flat = module.decode(latents[k], k)
-            p = {name: flat[:, a:b].reshape(flat.shape[0], *shape) for name, (a, b, shape) in layouts[k].items()}
-            weights = (p["first_weight"], *(p["deep_weight"][:, l] for l in range(k - 1)), p["output_weight"])
-            biases = (*(p["bias"][:, l] for l in range(k)), p["output_bias"])
-            nets.append(SoftNetwork(
-                activations=tuple(family.activations), weights=weights, biases=biases,
-                activation_logits=p["activation_logits"], gate_logits=p["gate_logits"],
-                activation_probs=p["activation_logits"], gate_probs=p["gate_logits"],  # relax() tempers them
-            ))
-        return stack_networks(nets, max_depth)
-
-    def hard_score(val: float, a: Assessment | None, nonzero: float) -> float:
-        score = float(np.log(max(val, 1e-30))) + weights.sparsity * nonzero / param_scale
-        if a is not None:
-            score += weights.latency * float(np.log(a.latency_us)) + weights.size * float(np.log(max(a.size_bytes, 1.0)))
-        return score
-
-    try:
+    board, history = _Leaderboard(), []
+    with _frozen_decoders(module):
         for step in range(1, settings.steps + 1):
             temperature = float(settings.final_temperature ** min(step / anneal, 1.0))
             optimizer.lrs[0] = _cosine(step - 1, settings.steps, settings.lr, settings.final_lr)
             optimizer.lrs[1] = _cosine(step - 1, settings.steps, settings.threshold_lr, 0.1 * settings.threshold_lr)
-            if len(xt) > settings.batch_points:
-                idx = torch.as_tensor(rng.choice(len(xt), size=settings.batch_points, replace=False))
-                xb, yb = xt[idx], yt[idx]
-            else:
-                xb, yb = xt, yt
-            relaxed = relax(decode_all(), thresholds, temperature=temperature,
-                            weight_softness=settings.weight_softness, n_inputs=n_inputs)
-            fit = ((soft_forward(relaxed.net, xb) - yb) ** 2).mean(dim=(1, 2))
-            penalty = penalties(relaxed, weights, param_scale)
-            if cost is not None:
-                if step == 1 or step % settings.cost_every == 0:
-                    cost.refresh(relaxed)
-                latency, size = cost(relaxed)
-                penalty = penalty + cost_penalty(latency, size, weights, budgets)
-            total = (fit + fit.detach() * penalty).sum()
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            with torch.no_grad():
-                thresholds.clamp_(0.0, settings.threshold_max)
-            current_mse = float(fit.detach().min())
+            x_batch, y_batch = _minibatch(data, settings.batch_points, rng)
+            train_mse = _descend(setup, latents, thresholds, optimizer, x_batch, y_batch, step=step,
+                                 temperature=temperature)
             if step % settings.eval_every == 0 or step == settings.steps:
-                with torch.no_grad():
-                    stack = decode_all()
-                    hard = harden_stack(stack, thresholds, n_inputs)
-                    vals = ((soft_forward(hard.net, xv) - yv) ** 2).mean(dim=(1, 2))
-                    nonzero = expected_nonzero_params(hard)
-                    # a real layer with every neuron off makes the output a constant: not a model worth keeping
-                    alive = ((hard.gates.sum(dim=2) > 0) | ~hard.live).all(dim=1)
-                val_by_depth: dict[int, float] = {}
-                for b, (k, s) in enumerate(keys):
-                    val = float(vals[b])
-                    if not np.isfinite(val):
-                        continue
-                    val_by_depth[k] = min(val, val_by_depth.get(k, np.inf))
-                    t = float(thresholds[b].detach())
-                    a = assess(unstack(stack, b), t) if (use_cost or budgets.any) else None
-                    score = hard_score(val, a, float(nonzero[b]))
-                    violation = budgets.violation(a.latency_us, a.size_bytes) if a is not None else 0.0
-                    snap = Snapshot(depth=k, start=s, step=step, val_mse=val, score=score,
-                                    latent=latents[k][s].detach().numpy().copy(), threshold=t,
-                                    assessment=a, violation=violation)
-                    # a constant network (a layer with every neuron off) only ever serves as "closest" figures
-                    rank = (not bool(alive[b]), violation, score)
-                    if closest is None or rank < closest_rank:
-                        closest, closest_rank = snap, rank
-                    if not bool(alive[b]):
-                        continue
-                    if (k, s) not in unconstrained or score < unconstrained[(k, s)].score:
-                        unconstrained[(k, s)] = snap
-                    if violation == 0.0 and ((k, s) not in best or score < best[(k, s)].score):
-                        best[(k, s)] = snap
-                if best:
-                    leader = min(best.values(), key=lambda snap: snap.score)
-                history.append({
-                    "step": step,
-                    "temperature": temperature,
-                    "train_mse": current_mse,
-                    "val_mse_by_depth": val_by_depth,
-                    "best_val_mse": None if leader is None else leader.val_mse,
-                    "best_score": None if leader is None else leader.score,
-                    "best_latency_us": None if leader is None or leader.assessment is None
-                    else leader.assessment.latency_us,
-                })
+                val_by_depth = _score_hard_iterates(setup, latents, thresholds, data, step, board)
+                history.append(_history_entry(step, temperature, train_mse, val_by_depth, board.leader))
             if progress is not None:
-                progress(step, settings.steps, {
-                    "train_mse": current_mse,
-                    "best_val_mse": None if leader is None else leader.val_mse,
-                    "latency_us": None if leader is None or leader.assessment is None else leader.assessment.latency_us,
-                })
-    finally:
-        for p, r in zip(module.parameters(), requires):
-            p.requires_grad_(r)
-        module.train(was_training)
-    return LatentRun(best=tuple(best.get(key) for key in keys), closest=None if best else closest,
-                     unconstrained=tuple(unconstrained.get(key) for key in keys), history=tuple(history),
-                     steps=settings.steps)
+                progress(step, settings.steps, {"train_mse": train_mse, **_leader_figures(board.leader)})
+    return LatentRun(
+        best=tuple(board.best.get(key) for key in setup.keys), closest=None if board.best else board.closest,
+        unconstrained=tuple(board.unconstrained.get(key) for key in setup.keys), history=tuple(history),
+        steps=settings.steps,
+    )
 
 
 def snapshot_network(embedding: Any, snapshot: Snapshot) -> SoftNetwork:

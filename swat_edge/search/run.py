@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ..model import Layer, SparseMLP, forward, model_stats
 from .embedding.decode import SoftNetwork, to_sparse_mlp
 from .latent import (
     Assessment,
+    LatentRun,
     LatentSettings,
     Snapshot,
     family_param_count,
@@ -230,6 +232,257 @@ def _search_dtype(target: TargetProfile, force_int8: bool) -> str:
     return "fp32"  # "when_faster" is decided on the final model (cost.choose_dtype)
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """What stays fixed through one run_search call: the split and scaled data, the target and the settings."""
+
+    embedding: Any
+    target: TargetProfile
+    budgets: Budgets
+    settings: SearchSettings
+    prep: _Prepared
+    x_train: np.ndarray  # raw units, as read
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    dtype: str  # what the search assumes the target runs: fp32 or int8
+    model_fields: dict[str, Any]  # the scalings and names every SparseMLP of this search carries
+    to_scaled: float  # standardised MSE x to_scaled = MSE on the [-1, 1]-scaled target
+    param_scale: float  # the family's largest network's parameter count (normalises the sparsity term)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.x_train.shape[1]
+
+
+@dataclass(frozen=True)
+class _PoolEntry:
+    """A network chosen for fine-tuning, with its latent-only score and its verified estimate on the target."""
+
+    score: float  # orders the pool before its cut (single-activation variants, added after it: inf)
+    snapshot: Snapshot
+    model: SparseMLP
+    exact: Estimate
+    projected: bool  # activations projected onto one per layer
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """A pool entry after fine-tuning: its score decides the chosen network."""
+
+    entry: _PoolEntry
+    score: float
+    tuned: SparseMLP
+    val_mse: float  # of the tuned model, scaled target
+    finetune_history: tuple[tuple[int, float], ...]  # (step, validation MSE on the scaled target)
+
+
+def _assess(problem: _Problem, net: SoftNetwork, threshold: float) -> Assessment:
+    """A hard candidate's deployed figures on the target (optimise_latents' `assess`)."""
+    model = to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=threshold, **problem.model_fields)
+    compiled = _compile_unverified(model, problem.dtype)
+    counts = count_for(compiled, problem.target, problem.dtype)
+    return Assessment(latency_us=float(latency_us(counts, problem.target.cost, 1)),
+                      size_bytes=float(counts.weight_bytes), nonzero_params=model_stats(compiled).nonzero_params)
+
+
+def _report_scaled(progress: Callable[[int, int, dict[str, Any]], None], to_scaled: float, step: int, total: int,
+                   info: dict[str, Any]) -> None:
+    """Pass the search's progress on with its MSE figures on the scaled target."""
+    best = info.get("best_val_mse")
+    progress(step, total, {**info, "train_mse": info["train_mse"] * to_scaled,
+                           "best_val_mse": None if best is None else best * to_scaled})
+
+
+def _build(problem: _Problem, snap: Snapshot) -> SparseMLP:
+    """The snapshot's network as a pruned SparseMLP in raw units, with calibration rows and provenance."""
+    settings = problem.settings
+    rows = np.random.default_rng(settings.seed).permutation(len(problem.x_train))[: settings.calibration_rows]
+    provenance = {
+        "generator": "swat-edge search", "embedding_sha256": str(getattr(problem.embedding, "weights_sha256", "")),
+        "target": problem.target.name, "seed": settings.seed, "depth": snap.depth, "start": snap.start,
+        "step": snap.step, "weight_threshold": snap.threshold,
+    }
+    net = snapshot_network(problem.embedding, snap)
+    return to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=snap.threshold, provenance=provenance,
+                         calibration=problem.x_train[np.sort(rows)], **problem.model_fields)
+
+
+def _structure_terms(problem: _Problem, model: SparseMLP, exact: Estimate) -> float:
+    """The objective's size and latency terms of a hard model (what the score adds to log MSE)."""
+    w = problem.settings.weights
+    terms = w.sparsity * model_stats(model).nonzero_params / problem.param_scale
+    if w.latency or w.size or problem.budgets.any:
+        terms += w.latency * math.log(exact.latency_us[0]) + w.size * math.log(max(exact.model_bytes, 1))
+    return terms
+
+
+def _candidate(problem: _Problem, snap: Snapshot, model: SparseMLP, exact: Estimate | None, **extra: Any) -> Candidate:
+    """The report's figures of one network: the verified estimate where there is one, else the search's."""
+    a = snap.assessment
+    latency = exact.latency_us[0] if exact is not None else None if a is None else a.latency_us
+    size = exact.model_bytes if exact is not None else None if a is None else a.size_bytes
+    stats = model_stats(model)
+    violation = (problem.budgets.violation(latency, size) if latency is not None and size is not None
+                 else snap.violation)
+    return Candidate(
+        depth=snap.depth, start=snap.start, step=snap.step,
+        val_mse=_figures(model, problem.x_val, problem.y_val, problem.prep).mse, latency_us=latency, size_bytes=size,
+        nonzero_params=stats.nonzero_params, active_neurons=stats.active_neurons, violation=violation, **extra,
+    )
+
+
+def _best_per_depth(snaps: Iterable[Snapshot | None]) -> dict[int, Snapshot]:
+    out: dict[int, Snapshot] = {}
+    for snap in snaps:
+        if snap is not None and (snap.depth not in out or snap.score < out[snap.depth].score):
+            out[snap.depth] = snap
+    return out
+
+
+def _within_budgets(problem: _Problem, model: SparseMLP) -> Estimate | None:
+    """The model's verified estimate on the target, or None when it breaks a budget."""
+    exact = estimate(model, problem.target, dtype=problem.dtype)
+    return exact if problem.budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0 else None
+
+
+def _feasible_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+    """Each depth's best start within the budgets (the verified estimate agreeing), best latent-only scores
+    first, at most finetune_depths of them."""
+    pool = []
+    for snap in _best_per_depth(run.best).values():
+        model = _build(problem, snap)
+        exact = _within_budgets(problem, model)
+        if exact is not None:
+            pool.append(_PoolEntry(snap.score, snap, model, exact, projected=False))
+    pool.sort(key=lambda entry: (entry.score, entry.snapshot.depth))
+    return pool[: max(problem.settings.finetune_depths, 1)]
+
+
+def _single_activation_variants(problem: _Problem, pool: list[_PoolEntry]) -> list[_PoolEntry]:
+    """The pooled networks with a mixed layer, projected onto one activation per layer (where within budgets)."""
+    variants = []
+    for entry in pool:
+        single = single_activation(entry.model, problem.target)
+        if any(a.activations != b.activations for a, b in zip(single.hidden, entry.model.hidden)):  # a mixed layer
+            exact = _within_budgets(problem, single)
+            if exact is not None:
+                variants.append(_PoolEntry(math.inf, entry.snapshot, single, exact, projected=True))
+    return variants
+
+
+def _projected_near_miss(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+    """The best over-budget network of any depth that meets the budgets once projected onto one activation per
+    layer (none, or a list of one)."""
+    projected = []
+    for snap in _best_per_depth(run.unconstrained).values():
+        if snap.violation == 0.0:
+            continue
+        model = single_activation(_build(problem, snap), problem.target)
+        exact = _within_budgets(problem, model)
+        if exact is not None:
+            val = _figures(model, problem.x_val, problem.y_val, problem.prep).mse / problem.to_scaled
+            score = math.log(max(val, 1e-30)) + _structure_terms(problem, model, exact)
+            projected.append(_PoolEntry(score, snap, model, exact, projected=True))
+    return sorted(projected, key=lambda entry: (entry.score, entry.snapshot.depth))[:1]
+
+
+def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+    """The networks to fine-tune and choose from.
+
+    Each depth's best start within the budgets (`finetune_depths` of them, best latent-only scores first), plus,
+    under a latency or size budget, the best over-budget network of each depth projected onto one activation per
+    layer (on runtimes like onnxruntime a layer mixing k activations runs Split + k nodes + Concat, usually the
+    largest latency term; the relaxed search reaches single-type layers slowly, so this projection often turns a
+    near miss into a feasible network, and fine-tuning adapts its weights).
+    """
+    pool = _feasible_pool(problem, run)
+    if problem.settings.single_activation_candidates:
+        pool += _single_activation_variants(problem, pool)
+    if problem.budgets.any:
+        pool += _projected_near_miss(problem, run)
+    return pool
+
+
+def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
+    settings, prep = problem.settings, problem.prep
+    history: list[tuple[int, float]] = []
+    tuned = fine_tune(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val, y_val=problem.y_val,
+                      steps=settings.finetune_steps, lr=settings.finetune_lr, final_lr=settings.finetune_final_lr,
+                      seed=settings.seed, batch_points=settings.finetune_batch_points, history=history,
+                      check_every=settings.finetune_check_every)
+    val_scaled = _figures(tuned, problem.x_val, problem.y_val, prep).mse
+    score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
+    scale2 = float(np.mean(prep.y_scale**2))  # fine_tune reports MSE in raw units
+    return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history))
+
+
+def _finetune_stage_message(pool: list[_PoolEntry], steps: int) -> str:
+    names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool)
+    return f"fine-tuning the networks of depth {names} ({steps} steps each, masks frozen)"
+
+
+def _prediction_samples(splits: dict[str, tuple[np.ndarray, np.ndarray]], model: SparseMLP,
+                        seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(actual, predicted) on at most _PLOT_ROWS rows of the validation and test splits, for the report."""
+    predictions = {}
+    for split in ("validation", "test"):
+        if split in splits:
+            x, y = splits[split]
+            keep = np.random.default_rng(seed).permutation(len(x))[:_PLOT_ROWS]
+            predictions[split] = (y[keep], forward(model, x[keep]))
+    return predictions
+
+
+def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, budgets: Budgets,
+                     settings: SearchSettings) -> _Problem:
+    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed)
+    family = getattr(embedding, "module", embedding).config.family
+    return _Problem(
+        embedding=embedding, target=target, budgets=budgets, settings=settings, prep=prep,
+        x_train=dataset.x[prep.train], y_train=dataset.y[prep.train], x_val=dataset.x[prep.val],
+        y_val=dataset.y[prep.val], dtype=_search_dtype(target, settings.int8),
+        model_fields=dict(
+            input_scale=prep.x_scale, input_offset=prep.x_offset, output_scale=prep.output_scale,
+            output_offset=prep.output_offset, feature_names=dataset.feature_names,
+            target_names=dataset.target_names,
+        ),
+        to_scaled=float(np.mean(prep.y_std**2)), param_scale=float(family_param_count(family)),
+    )
+
+
+def _search_latents(problem: _Problem, progress: Callable[[int, int, dict[str, Any]], None] | None) -> LatentRun:
+    prep = problem.prep
+    return optimise_latents(
+        problem.embedding, prep.x(problem.x_train), prep.y_standard(problem.y_train), prep.x(problem.x_val),
+        prep.y_standard(problem.y_val), settings=replace(problem.settings.latent, seed=problem.settings.seed),
+        weights=problem.settings.weights, budgets=problem.budgets, target=problem.target, cost_dtype=problem.dtype,
+        input_affine=affine_nodes(prep.x_scale, prep.x_offset) if problem.dtype == "int8" else 0,
+        assess=partial(_assess, problem),
+        progress=None if progress is None else partial(_report_scaled, progress, problem.to_scaled),
+    )
+
+
+def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, history: tuple[dict[str, Any], ...],
+                            split_rows: dict[str, int], timings: dict[str, float]) -> SearchResult:
+    """The result when no network met the budgets: the closest one's figures (or an error when every network
+    the search found is a constant)."""
+    closest = run.closest
+    assert closest is not None, "bug: the search scored no candidate"
+    if not problem.budgets.any or closest.violation == 0.0:
+        raise InputError(
+            f"{data_path}: every network the search found computes a constant (every neuron of a layer "
+            "off); try more --steps, another --seed, or a lower --latency-weight"
+        )
+    model = _build(problem, closest)
+    return SearchResult(
+        met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
+        closest=_candidate(problem, closest, model, estimate(model, problem.target, dtype=problem.dtype)),
+        metrics={}, dtype=problem.dtype, estimate=None, history=history, finetune_history=(), predictions={},
+        split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
+    )
+
+
 def run_search(
     dataset: Dataset,
     *,
@@ -243,182 +496,49 @@ def run_search(
     stage: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring)."""
-    module = getattr(embedding, "module", embedding)
-    family = module.config.family
+    family = getattr(embedding, "module", embedding).config.family
     check_dataset(dataset, family, embedding_name or str(getattr(embedding, "source", "")))
     if test is not None and test.x.shape[1] != dataset.x.shape[1]:
         raise InputError(f"{test.path}: {test.x.shape[1]} features, the training data has {dataset.x.shape[1]}")
-    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed)
-    x_tr, y_tr = dataset.x[prep.train], dataset.y[prep.train]
-    x_va, y_va = dataset.x[prep.val], dataset.y[prep.val]
-    n_inputs = x_tr.shape[1]
-    var = prep.y_std**2  # standardised MSE x var = MSE on the [-1, 1]-scaled target
-    to_scaled = float(np.mean(var))
-    dtype = _search_dtype(target, settings.int8)
-    model_fields = dict(
-        input_scale=prep.x_scale, input_offset=prep.x_offset, output_scale=prep.output_scale,
-        output_offset=prep.output_offset, feature_names=dataset.feature_names, target_names=dataset.target_names,
-    )
-    input_affine = affine_nodes(prep.x_scale, prep.x_offset) if dtype == "int8" else 0
-
-    def assess(net: SoftNetwork, threshold: float) -> Assessment:
-        model = to_sparse_mlp(net, 0, n_inputs=n_inputs, weight_threshold=threshold, **model_fields)
-        compiled = _compile_unverified(model, dtype)
-        counts = count_for(compiled, target, dtype)
-        return Assessment(latency_us=float(latency_us(counts, target.cost, 1)), size_bytes=float(counts.weight_bytes),
-                          nonzero_params=model_stats(compiled).nonzero_params)
-
-    def scaled_progress(step: int, total: int, info: dict[str, Any]) -> None:
-        if progress is not None:
-            best = info.get("best_val_mse")
-            progress(step, total, {**info, "train_mse": info["train_mse"] * to_scaled,
-                                   "best_val_mse": None if best is None else best * to_scaled})
-
+    problem = _prepare_problem(dataset, embedding, target, budgets, settings)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    latent_settings = replace(settings.latent, seed=settings.seed)
-    run = optimise_latents(
-        embedding, prep.x(x_tr), prep.y_standard(y_tr), prep.x(x_va), prep.y_standard(y_va),
-        settings=latent_settings, weights=settings.weights, budgets=budgets, target=target, cost_dtype=dtype,
-        input_affine=input_affine, assess=assess, progress=scaled_progress,
-    )
+    run = _search_latents(problem, progress)
     timings["search_s"] = time.perf_counter() - t0
-    history = tuple(_scaled_history(h, to_scaled) for h in run.history)
-    split_rows = {"train": len(prep.train), "validation": len(prep.val), "test": 0 if test is None else test.n_rows}
-    param_scale = float(family_param_count(family))
+    history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
+    split_rows = {"train": len(problem.prep.train), "validation": len(problem.prep.val),
+                  "test": 0 if test is None else test.n_rows}
 
-    def build(snap: Snapshot) -> SparseMLP:
-        rows = np.random.default_rng(settings.seed).permutation(len(x_tr))[: settings.calibration_rows]
-        provenance = {
-            "generator": "swat-edge search", "embedding_sha256": str(getattr(embedding, "weights_sha256", "")),
-            "target": target.name, "seed": settings.seed, "depth": snap.depth, "start": snap.start,
-            "step": snap.step, "weight_threshold": snap.threshold,
-        }
-        net = snapshot_network(embedding, snap)
-        return to_sparse_mlp(net, 0, n_inputs=n_inputs, weight_threshold=snap.threshold, provenance=provenance,
-                             calibration=x_tr[np.sort(rows)], **model_fields)
-
-    def structure_terms(model: SparseMLP, exact: Estimate) -> float:
-        """The objective's size and latency terms of a hard model (what the score adds to log MSE)."""
-        w = settings.weights
-        terms = w.sparsity * model_stats(model).nonzero_params / param_scale
-        if settings.weights.latency or settings.weights.size or budgets.any:
-            terms += w.latency * math.log(exact.latency_us[0]) + w.size * math.log(max(exact.model_bytes, 1))
-        return terms
-
-    def candidate(snap: Snapshot, model: SparseMLP, exact: Estimate | None, **extra: Any) -> Candidate:
-        a = snap.assessment
-        latency = exact.latency_us[0] if exact is not None else None if a is None else a.latency_us
-        size = exact.model_bytes if exact is not None else None if a is None else a.size_bytes
-        stats = model_stats(model)
-        return Candidate(
-            depth=snap.depth, start=snap.start, step=snap.step, val_mse=_figures(model, x_va, y_va, prep).mse,
-            latency_us=latency, size_bytes=size, nonzero_params=stats.nonzero_params,
-            active_neurons=stats.active_neurons,
-            violation=budgets.violation(latency, size) if latency is not None and size is not None else snap.violation,
-            **extra,
-        )
-
-    # Pool: each depth's best start within the budgets (`finetune_depths` of them, best latent-only scores
-    # first), plus, under a latency or size budget, the best over-budget network of each depth projected onto one
-    # activation per layer (on runtimes like onnxruntime a layer mixing k activations runs Split + k nodes +
-    # Concat, usually the largest latency term; the relaxed search reaches single-type layers slowly, so this
-    # projection often turns a near miss into a feasible network, and fine-tuning adapts its weights).
     t0 = time.perf_counter()
-
-    def best_per_depth(snaps: Any) -> dict[int, Snapshot]:
-        out: dict[int, Snapshot] = {}
-        for snap in snaps:
-            if snap is not None and (snap.depth not in out or snap.score < out[snap.depth].score):
-                out[snap.depth] = snap
-        return out
-
-    pool: list[tuple[float, Snapshot, SparseMLP, Estimate, bool]] = []  # (score, snapshot, model, estimate, projected)
-    for snap in best_per_depth(run.best).values():
-        model = build(snap)
-        exact = estimate(model, target, dtype=dtype)
-        if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:  # the verified estimate agrees
-            pool.append((snap.score, snap, model, exact, False))
-    pool.sort(key=lambda t: (t[0], t[1].depth))
-    pool = pool[: max(settings.finetune_depths, 1)]
-    if settings.single_activation_candidates:
-        for _, snap, model, _, _ in list(pool):
-            single = single_activation(model, target)
-            if any(a.activations != b.activations for a, b in zip(single.hidden, model.hidden)):  # a mixed layer
-                exact = estimate(single, target, dtype=dtype)
-                if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:
-                    pool.append((math.inf, snap, single, exact, True))
-    if budgets.any:
-        projected = []
-        for snap in best_per_depth(run.unconstrained).values():
-            if snap.violation == 0.0:
-                continue
-            model = single_activation(build(snap), target)
-            exact = estimate(model, target, dtype=dtype)
-            if budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0:
-                val = _figures(model, x_va, y_va, prep).mse / to_scaled
-                projected.append((math.log(max(val, 1e-30)) + structure_terms(model, exact), snap, model, exact, True))
-        pool += sorted(projected, key=lambda t: (t[0], t[1].depth))[:1]
-
+    pool = _fine_tune_pool(problem, run)
     if not pool:
-        closest = run.closest
-        assert closest is not None, "bug: the search scored no candidate"
-        if not budgets.any or closest.violation == 0.0:
-            raise InputError(
-                f"{dataset.path}: every network the search found computes a constant (every neuron of a layer "
-                "off); try more --steps, another --seed, or a lower --latency-weight"
-            )
-        model = build(closest)
-        return SearchResult(
-            met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
-            closest=candidate(closest, model, estimate(model, target, dtype=dtype)), metrics={}, dtype=dtype,
-            estimate=None, history=history, finetune_history=(), predictions={}, split_rows=split_rows,
-            validation_rows=prep.val, timings_s=timings, notes=prep.notes,
-        )
-
+        return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
     if stage is not None:
-        names = ", ".join(f"{t[1].depth}{' (one activation per layer)' if t[4] else ''}" for t in pool)
-        stage(f"fine-tuning the networks of depth {names} ({settings.finetune_steps} steps each, masks frozen)")
-    trials = []
-    scale2 = float(np.mean(prep.y_scale**2))
-    for _, snap, model, exact, was_projected in pool:
-        ft_history: list[tuple[int, float]] = []
-        tuned = fine_tune(model, x_tr, y_tr, x_val=x_va, y_val=y_va, steps=settings.finetune_steps,
-                          lr=settings.finetune_lr, final_lr=settings.finetune_final_lr, seed=settings.seed,
-                          batch_points=settings.finetune_batch_points, history=ft_history,
-                          check_every=settings.finetune_check_every)
-        val_scaled = _figures(tuned, x_va, y_va, prep).mse
-        score = math.log(max(val_scaled / to_scaled, 1e-30)) + structure_terms(model, exact)
-        trials.append((score, snap, model, tuned, val_scaled, tuple((s, v * scale2) for s, v in ft_history), exact,
-                       was_projected))
-    best_trial = min(trials, key=lambda t: (t[0], t[1].depth))
-    _, snap, _, final, _, ft_history_scaled, _, _ = best_trial
-    latent_model = build(snap)  # what the latent search decoded, before any projection and fine-tuning
+        stage(_finetune_stage_message(pool, settings.finetune_steps))
+    trials = [_fine_tune_entry(problem, entry) for entry in pool]
+    best_trial = min(trials, key=lambda trial: (trial.score, trial.entry.snapshot.depth))
+    final = best_trial.tuned
+    latent_model = _build(problem, best_trial.entry.snapshot)  # as decoded: before projection and fine-tuning
     timings["fine_tune_s"] = time.perf_counter() - t0
 
     candidates = tuple(
-        candidate(t[1], t[2], t[6], finetuned_val_mse=t[4], projected=t[7], chosen=t is best_trial) for t in trials
+        _candidate(problem, t.entry.snapshot, t.entry.model, t.entry.exact, finetuned_val_mse=t.val_mse,
+                   projected=t.entry.projected, chosen=t is best_trial)
+        for t in trials
     )
-    chosen = next(c for c in candidates if c.chosen)
-    splits = {"train": (x_tr, y_tr), "validation": (x_va, y_va)}
+    splits = {"train": (problem.x_train, problem.y_train), "validation": (problem.x_val, problem.y_val)}
     if test is not None:
         splits["test"] = (test.x, test.y)
     metrics = {
-        name: {split: _figures(m, x, y, prep) for split, (x, y) in splits.items()}
+        name: {split: _figures(m, x, y, problem.prep) for split, (x, y) in splits.items()}
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
-    deployed = "int8" if settings.int8 else None
-    est = estimate(final, target, dtype=deployed)
-    predictions = {}
-    for split in ("validation", "test"):
-        if split in splits:
-            x, y = splits[split]
-            keep = np.random.default_rng(settings.seed).permutation(len(x))[:_PLOT_ROWS]
-            predictions[split] = (y[keep], forward(final, x[keep]))
+    est = estimate(final, target, dtype="int8" if settings.int8 else None)
     return SearchResult(
-        met_budgets=True, model=final, latent_model=latent_model, chosen=chosen, candidates=candidates, closest=None,
-        metrics=metrics, dtype=est.dtype, estimate=est, history=history, finetune_history=ft_history_scaled,
-        predictions=predictions, split_rows=split_rows, validation_rows=prep.val, timings_s=timings, notes=prep.notes,
+        met_budgets=True, model=final, latent_model=latent_model, chosen=next(c for c in candidates if c.chosen),
+        candidates=candidates, closest=None, metrics=metrics, dtype=est.dtype, estimate=est, history=history,
+        finetune_history=best_trial.finetune_history, predictions=_prediction_samples(splits, final, settings.seed),
+        split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
     )
 
 

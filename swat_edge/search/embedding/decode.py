@@ -10,7 +10,7 @@ probability >= 0.5, |w| < threshold -> 0), optionally with straight-through grad
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 
-def activation_fn(name: str):
-    """The torch twin of swat_edge.model.apply_activation."""
+def activation_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The torch twin of swat_edge.model.apply_activation (also what examples/make_example.py trains with)."""
     if name == "identity":
         return lambda z: z
     if name == "relu":

@@ -264,6 +264,154 @@ def train_embedding(
             torch.distributed.destroy_process_group()
 
 
+def _checked_stop(recipe: Recipe, ctx: DistContext, *, until: int | None, checkpoint_every: int,
+                  data_workers: int) -> int:
+    """Refuse arguments the run cannot honour; the step to stop at."""
+    if recipe.batch_size % ctx.world_size:
+        raise UsageError(
+            f"recipe batch_size {recipe.batch_size} does not split over {ctx.world_size} processes; "
+            "use a process count that divides it"
+        )
+    if checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every is {checkpoint_every}; it must be at least 1")
+    stop = recipe.steps if until is None else min(until, recipe.steps)
+    if stop < 1:
+        raise UsageError(f"--until is {until}; it must be at least 1")
+    if data_workers < 0:
+        raise UsageError(f"--data-workers is {data_workers}; it must be 0 or more")
+    return stop
+
+
+def _resume_or_begin(out: Path, config: EmbeddingConfig, module: Autoencoder, optimizer: torch.optim.Optimizer, *,
+                     resume: bool, rank: int) -> tuple[int, list[dict[str, Any]]]:
+    """Load the last checkpoint into module and optimizer (resume), or start the run folder; (start step, history).
+
+    A run stopped before its first checkpoint restarts from step 0."""
+    if resume and has_checkpoint(out):
+        ckpt = load_checkpoint(out, config)
+        module.load_state_dict(ckpt.model_state)
+        optimizer.load_state_dict(ckpt.optimizer_state)
+        return ckpt.step, list(ckpt.history)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_config(out, config)
+    return 0, []
+
+
+def _parallel(module: Autoencoder, ctx: DistContext) -> torch.nn.Module:
+    """The module as the training step calls it: wrapped in DDP when distributed."""
+    if not ctx.distributed:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+    )
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What the steps and checkpoints of one _train call share."""
+
+    config: EmbeddingConfig
+    out: Path
+    ctx: DistContext
+    module: Autoencoder
+    model: torch.nn.Module  # module, or its DDP wrapper: what the step runs
+    optimizer: torch.optim.Optimizer
+    start: int
+    stop: int
+    local_batch: int  # MLPs per step on this rank
+    history: list[dict[str, Any]]  # checkpoint metrics, appended by rank 0
+    eval_mlps_per_depth: int
+    progress: ProgressFn | None
+    started_at: float  # time.perf_counter() when the steps began
+
+    def mlps_per_s(self, step_done: int) -> float:
+        elapsed = time.perf_counter() - self.started_at
+        return (step_done - self.start) * self.config.recipe.batch_size / max(elapsed, 1e-9)
+
+
+@dataclass(frozen=True)
+class _StepLosses:
+    total: torch.Tensor
+    functional: torch.Tensor
+    param: torch.Tensor
+
+
+def _train_step(session: _Session, batch: MLPBatch, step: int) -> _StepLosses:
+    """One optimiser step on `batch` at the schedule's learning rate, loss weights and latent noise for `step`."""
+    recipe, ctx = session.config.recipe, session.ctx
+    tb = to_torch(batch, ctx.device)
+    noise = _noise(recipe, step, ctx.rank, (session.local_batch, session.config.architecture.latent_dim), ctx.device)
+    for group in session.optimizer.param_groups:
+        group["lr"] = learning_rate(recipe, step)
+    _, raws = session.model(tb, noise)
+    func, _ = functional_loss(raws, tb, hard=is_hard_step(recipe, step), true_depth_weight=recipe.true_depth_weight)
+    weight = param_loss_weight(recipe, step)
+    param = parameter_loss(raws, tb) if weight > 0 else torch.zeros((), device=ctx.device)
+    loss = func + weight * param
+    session.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(session.module.parameters(), recipe.grad_clip)
+    session.optimizer.step()
+    return _StepLosses(total=loss, functional=func, param=param)
+
+
+def _checkpoint(session: _Session, step_done: int) -> tuple[str, ...]:
+    """Check every rank holds the same weights, then (rank 0) evaluate, save and report; the ranks' hashes."""
+    ctx = session.ctx
+    digest = _weights_sha256(session.module)
+    if ctx.distributed:
+        gathered: list[Any] = [None] * ctx.world_size
+        torch.distributed.all_gather_object(gathered, digest)
+        rank_hashes = tuple(str(h) for h in gathered)
+    else:
+        rank_hashes = (digest,)
+    if len(set(rank_hashes)) != 1:
+        raise NumericsError(f"DDP ranks hold different weights after step {step_done} (hashes {rank_hashes})")
+    if ctx.rank == 0:
+        metrics = {"step": step_done, "mlps_per_s": session.mlps_per_s(step_done),
+                   **quick_metrics(session.module, n_per_depth=session.eval_mlps_per_depth, device=ctx.device)}
+        session.history.append(metrics)
+        save_checkpoint(session.out, session.module, session.optimizer, step=step_done, history=session.history,
+                        extra={"rank_weight_sha256": list(rank_hashes), "world_size": ctx.world_size})
+        if session.progress is not None:
+            session.progress(step_done, session.stop, {k: float(v) for k, v in metrics.items()})
+    if ctx.distributed:
+        torch.distributed.barrier()
+    return rank_hashes
+
+
+def _run_steps(session: _Session, source: _BatchSource, checkpoint_every: int) -> tuple[str, ...]:
+    """Steps start..stop-1 with checkpoints every checkpoint_every steps and at stop; the last checkpoint's
+    per-rank weight hashes. Interrupted (Ctrl-C), a single process checkpoints what it completed first."""
+    recipe = session.config.recipe
+    rank_hashes: tuple[str, ...] = ()
+    completed = session.start
+    try:
+        for step in range(session.start, session.stop):
+            losses = _train_step(session, source.get(step), step)
+            done = completed = step + 1
+            loss_value = losses.total.item()
+            if not math.isfinite(loss_value):
+                raise NumericsError(f"training loss became {loss_value} at step {done}; lower recipe.lr")
+            if session.progress is not None and session.ctx.rank == 0:
+                session.progress(done, session.stop, {
+                    "loss": loss_value, "functional": losses.functional.item(), "param": losses.param.item(),
+                    "lr": learning_rate(recipe, step), "mlps_per_s": session.mlps_per_s(done),
+                })
+            if done % checkpoint_every == 0 or done == session.stop:
+                rank_hashes = _checkpoint(session, done)
+    except KeyboardInterrupt:
+        # training in pieces: keep what was done (single process only; DDP peers cannot agree on a step here)
+        history = session.history
+        unsaved = completed > session.start and (not history or history[-1]["step"] != completed)
+        if unsaved and not session.ctx.distributed:
+            _checkpoint(session, completed)
+        raise
+    return rank_hashes
+
+
 def _train(
     config: EmbeddingConfig,
     out: Path,
@@ -277,107 +425,27 @@ def _train(
     progress: ProgressFn | None,
 ) -> TrainResult:
     recipe = config.recipe
-    if recipe.batch_size % ctx.world_size:
-        raise UsageError(
-            f"recipe batch_size {recipe.batch_size} does not split over {ctx.world_size} processes; "
-            "use a process count that divides it"
-        )
-    if checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every is {checkpoint_every}; it must be at least 1")
-    stop = recipe.steps if until is None else min(until, recipe.steps)
-    if stop < 1:
-        raise UsageError(f"--until is {until}; it must be at least 1")
+    stop = _checked_stop(recipe, ctx, until=until, checkpoint_every=checkpoint_every, data_workers=data_workers)
     _check_out_dir(out, config, resume)
     if ctx.distributed:
         torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
 
     module = build_autoencoder(config, seed=recipe.seed).to(ctx.device)
     optimizer = torch.optim.Adam(module.parameters(), lr=recipe.lr)
-    start, history = 0, []
-    if resume and has_checkpoint(out):  # (a run stopped before its first checkpoint restarts from step 0)
-        ckpt = load_checkpoint(out, config)
-        module.load_state_dict(ckpt.model_state)
-        optimizer.load_state_dict(ckpt.optimizer_state)
-        start, history = ckpt.step, list(ckpt.history)
-    elif ctx.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_config(out, config)
+    start, history = _resume_or_begin(out, config, module, optimizer, resume=resume, rank=ctx.rank)
     if start >= stop:  # nothing left to do (a finished run, or --until at or before the checkpoint)
         return TrainResult(out_dir=out, start_step=start, step=start, finished=start >= recipe.steps,
                            history=tuple(history), mlps_per_s=0.0, world_size=ctx.world_size, rank_weight_sha256=())
-    model: torch.nn.Module = module
-    if ctx.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
+    model = _parallel(module, ctx)
     module.train()
-    local_batch = recipe.batch_size // ctx.world_size
-    rank_hashes: tuple[str, ...] = ()
-    t0 = time.perf_counter()
-    completed = start
-
-    def checkpoint(step_done: int) -> None:
-        nonlocal rank_hashes
-        digest = _weights_sha256(module)
-        if ctx.distributed:
-            gathered: list[Any] = [None] * ctx.world_size
-            torch.distributed.all_gather_object(gathered, digest)
-            rank_hashes = tuple(str(h) for h in gathered)
-        else:
-            rank_hashes = (digest,)
-        if len(set(rank_hashes)) != 1:
-            raise NumericsError(f"DDP ranks hold different weights after step {step_done} (hashes {rank_hashes})")
-        if ctx.rank == 0:
-            elapsed = time.perf_counter() - t0
-            metrics = {"step": step_done, "mlps_per_s": (step_done - start) * recipe.batch_size / max(elapsed, 1e-9),
-                       **quick_metrics(module, n_per_depth=eval_mlps_per_depth, device=ctx.device)}
-            history.append(metrics)
-            save_checkpoint(out, module, optimizer, step=step_done, history=history,
-                            extra={"rank_weight_sha256": list(rank_hashes), "world_size": ctx.world_size})
-            if progress is not None:
-                progress(step_done, stop, {k: float(v) for k, v in metrics.items()})
-        if ctx.distributed:
-            torch.distributed.barrier()
-
-    if data_workers < 0:
-        raise UsageError(f"--data-workers is {data_workers}; it must be 0 or more")
-    source = _BatchSource(config, ctx.rank, local_batch, start, stop, data_workers)
+    session = _Session(config=config, out=out, ctx=ctx, module=module, model=model, optimizer=optimizer,
+                       start=start, stop=stop, local_batch=recipe.batch_size // ctx.world_size, history=history, eval_mlps_per_depth=eval_mlps_per_depth,
+                       progress=progress, started_at=time.perf_counter())
+    source = _BatchSource(config, ctx.rank, session.local_batch, start, stop, data_workers)
     try:
-        for step in range(start, stop):
-            tb = to_torch(source.get(step), ctx.device)
-            noise = _noise(recipe, step, ctx.rank, (local_batch, config.architecture.latent_dim), ctx.device)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(recipe, step)
-            _, raws = model(tb, noise)
-            func, _ = functional_loss(raws, tb, hard=is_hard_step(recipe, step),
-                                      true_depth_weight=recipe.true_depth_weight)
-            weight = param_loss_weight(recipe, step)
-            param = parameter_loss(raws, tb) if weight > 0 else torch.zeros((), device=ctx.device)
-            loss = func + weight * param
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip)
-            optimizer.step()
-            done = completed = step + 1
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NumericsError(f"training loss became {loss_value} at step {done}; lower recipe.lr")
-            if progress is not None and ctx.rank == 0:
-                elapsed = time.perf_counter() - t0
-                progress(done, stop, {"loss": loss_value, "functional": func.item(), "param": param.item(),
-                                      "lr": learning_rate(recipe, step),
-                                      "mlps_per_s": (done - start) * recipe.batch_size / max(elapsed, 1e-9)})
-            if done % checkpoint_every == 0 or done == stop:
-                checkpoint(done)
-    except KeyboardInterrupt:
-        # training in pieces: keep what was done (single process only; DDP peers cannot agree on a step here)
-        if not ctx.distributed and completed > start and (not history or history[-1]["step"] != completed):
-            checkpoint(completed)
-        raise
+        rank_hashes = _run_steps(session, source, checkpoint_every)
     finally:
         source.close()
-    elapsed = time.perf_counter() - t0
     finished = stop == recipe.steps
     if finished and ctx.rank == 0:
         save_embedding(module, out, steps=stop, metrics=history[-1] if history else {}, force=True)
@@ -387,7 +455,7 @@ def _train(
         step=stop,
         finished=finished,
         history=tuple(history),
-        mlps_per_s=(stop - start) * recipe.batch_size / max(elapsed, 1e-9),
+        mlps_per_s=session.mlps_per_s(stop),
         world_size=ctx.world_size,
         rank_weight_sha256=rank_hashes,
     )
