@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from .errors import MissingFileError, OutputExistsError, UsageError
+from .errors import InputError, MissingFileError, OutputExistsError, UsageError
 
-__all__ = ["check_input_file", "check_output_path", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "check_input_file",
+    "read_json",
+    "check_output_path",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+]
 
 
 def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -19,6 +27,27 @@ def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
     if p.is_dir():
         raise UsageError(f"{p}: is a directory, expected a {what}")
     return p
+
+
+def read_json(
+    path: str | os.PathLike, what: str = "JSON file", *, error: type[InputError] = InputError, hint: str = ""
+) -> Any:
+    """The parsed content of a JSON file, or a one-line error that names the file and what is wrong with it.
+
+    MissingFileError "no such <what>" when it is absent; `error` (InputError or a subclass such as
+    ModelFileError) when it is not UTF-8 or not valid JSON, with "; <hint>" appended when a hint is given
+    (e.g. "the checkpoint is corrupted"). What the content must look like is the caller's to check.
+    """
+    p = check_input_file(path, what)
+    suffix = f"; {hint}" if hint else ""
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{p}: not a JSON file (not UTF-8 text){suffix}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}){suffix}") from None
 
 
 def check_output_path(path: str | os.PathLike, *, force: bool) -> Path:

@@ -1,12 +1,9 @@
 """Calibration: the fit recovers known coefficients; noisy timings and broken sessions write nothing; no torch."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from clirun import run_cli
+from clirun import python_without_torch, run_cli
 
 from swat_edge.device.cost import TERMS, coefficient_vector, count_model, feature_vector, latency_us
 from swat_edge.device.targets import CostCoefficients, load_target, profile_from_toml, profile_to_toml
@@ -176,18 +173,12 @@ def test_measure_probes_times_real_sessions(suite):
 
 
 def test_calibration_never_imports_torch():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "import numpy as np\n"
-        "from swat_edge.measure.calibrate import calibrate, probe_suite\n"
-        "suite = [p for p in probe_suite(n_random=0) if p.name in ('floor 1-1', 'int8 8-64-1 all')]\n"
-        "from swat_edge.measure.calibrate import measure_probes\n"
-        "r = measure_probes(suite, (1,), 3, calls_per_round=2, pause_s=0.0)\n"
-        "assert r.shape == (2, 1, 3)\n"
-        "del sys.modules['torch']\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = python_without_torch("""
+        from swat_edge.measure.calibrate import measure_probes, probe_suite
+        suite = [p for p in probe_suite(n_random=0) if p.name in ('floor 1-1', 'int8 8-64-1 all')]
+        r = measure_probes(suite, (1,), 3, calls_per_round=2, pause_s=0.0)
+        assert r.shape == (2, 1, 3)
+    """)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from clirun import python_without_torch
 
 from swat_edge.compile import PIPELINE, PIPELINE_INT8, run_passes
 from swat_edge.device.cost import (
@@ -359,14 +358,9 @@ def test_soft_layer_checks_shapes():
 
 
 def test_the_numpy_face_does_not_import_torch():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "from swat_edge.device.cost import estimate\n"
-        "from swat_edge.model import random_model\n"
-        "e = estimate(random_model((2, 5, 1)), 'raspi4')\n"
-        "assert e.latency_us[0] > 0\n"
-        "del sys.modules['torch']\n"
-        "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = python_without_torch("""
+        from swat_edge.device.cost import estimate
+        from swat_edge.model import random_model
+        assert estimate(random_model((2, 5, 1)), 'raspi4').latency_us[0] > 0
+    """)
     assert proc.returncode == 0, proc.stderr

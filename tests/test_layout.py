@@ -7,11 +7,10 @@ allowed one step further: runs annotates with search's result types without impo
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import python_without_torch
 
 PACKAGE = Path(__file__).resolve().parent.parent / "swat_edge"
 CORE = {"errors", "files", "console", "model", "data"}
@@ -146,21 +145,9 @@ def test_no_back_doors(path: Path) -> None:
 def test_torch_free_stages_import_without_torch() -> None:
     # Import every module of the device-side stages in a process where torch cannot be imported.
     modules = [_module_name(p) for p in SOURCES if _stage(_module_name(p)) in TORCH_FREE]
-    script = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import importlib\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "import swat_edge.cli\n"
-        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules)\n"
-        "print('ok', len(sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = python_without_torch(
+        f"import importlib\nfor name in {modules!r}:\n    importlib.import_module(name)\nimport swat_edge.cli\n"
+        "print('ok', len(sys.modules))\n", timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr[-2000:]
 
 

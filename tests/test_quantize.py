@@ -1,14 +1,13 @@
 """quantize_static/quantize_dynamic/measure_drift: QDQ only, what stays fp32, drift, calibration row checks."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from clirun import python_without_torch
 
 from swat_edge.errors import DataError
 from swat_edge.export.onnx import load_onnx, read_metadata, run_onnx, to_onnx
@@ -21,9 +20,30 @@ ACTIVATION_OPS = ("Relu", "LeakyRelu", "Tanh", "Sigmoid")
 
 @pytest.fixture(scope="module")
 def mixed_net() -> SparseMLP:
-    # 2-7-7-7-1 with all four hidden activations mixed in every layer. Drift depends on the net (random
-    # 2-7-7-7-1 nets ranged 1e-4..1e-2): this seed is one of the well-conditioned ones, not a lucky pick.
+    # 2-7-7-7-1 with all four hidden activations mixed in every layer, for the graph rules. Drift depends on
+    # the net, so drift bounds are checked on DRIFT_SEEDS, not on this one.
     return random_model([2, 7, 7, 7, 1], seed=4)
+
+
+# The first ten 2-7-7-7-1 nets, none chosen: their relative int8 drift spans 4e-4..1e-2 (conditioning: a net
+# whose output varies little against its hidden ranges drifts more), geometric mean 2.0e-3, static and dynamic.
+DRIFT_SEEDS = tuple(range(10))
+MAX_DRIFT = 2e-2  # every net, 2x the worst measured
+MAX_GEOMEAN_DRIFT = 4e-3  # the set as a whole, 2x the measured: catches a quantizer that got uniformly worse
+
+
+def _drifts(quantize) -> list[float]:
+    drifts = []
+    for seed in DRIFT_SEEDS:
+        model = random_model([2, 7, 7, 7, 1], seed=seed)
+        fp32 = to_onnx(model)
+        drifts.append(measure_drift(fp32, quantize(fp32, model), sample_inputs(model, 2000, seed=2)).relative_mse)
+    return drifts
+
+
+def _assert_small(drifts: list[float]) -> None:
+    assert all(0.0 < d < MAX_DRIFT for d in drifts), drifts
+    assert float(np.exp(np.mean(np.log(drifts)))) < MAX_GEOMEAN_DRIFT, drifts
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +138,15 @@ def test_quantize_writes_and_prints_nothing(tmp_path: Path, monkeypatch: pytest.
 # --- drift -----------------------------------------------------------------------------------------------
 
 
-def test_static_drift_on_mixed_net_is_small(mixed_net: SparseMLP, mixed_fp32: onnx.ModelProto,
-                                            mixed_int8: onnx.ModelProto) -> None:
+def test_static_drift_is_small_on_every_net_of_a_fixed_set() -> None:
+    _assert_small(_drifts(lambda fp32, model: quantize_static(fp32, sample_inputs(model, 1024, seed=1))))
+
+
+def test_drift_report_of_the_mixed_net(mixed_net: SparseMLP, mixed_fp32: onnx.ModelProto,
+                                       mixed_int8: onnx.ModelProto) -> None:
     drift = measure_drift(mixed_fp32, mixed_int8, sample_inputs(mixed_net, 2000, seed=2))
-    assert drift.rows == 2000
-    assert 0.0 < drift.relative_mse < 1e-3
-    assert not drift.exceeds(1e-3) and drift.exceeds(drift.relative_mse / 2)
+    assert drift.rows == 2000 and 0.0 < drift.relative_mse < MAX_DRIFT
+    assert not drift.exceeds(MAX_DRIFT) and drift.exceeds(drift.relative_mse / 2)
     assert drift.mse_ratio is None
 
 
@@ -190,9 +213,8 @@ def test_dynamic_quantization(mixed_net: SparseMLP, mixed_fp32: onnx.ModelProto)
     assert "QuantizeLinear" not in ops
     assert read_metadata(int8)["quantization"] == "dynamic-s8-weights-reduce-range-last-fp32"
     onnx.checker.check_model(int8, full_check=True)
-    x = sample_inputs(mixed_net, 2000, seed=2)
-    assert run_onnx(int8, x[:1]).shape == (1, 1)
-    assert measure_drift(mixed_fp32, int8, x).relative_mse < 1e-3
+    assert run_onnx(int8, sample_inputs(mixed_net, 1)).shape == (1, 1)
+    _assert_small(_drifts(lambda fp32, model: quantize_dynamic(fp32)))
 
 
 def test_quantized_models_keep_the_dynamic_batch(mixed_net: SparseMLP, mixed_int8: onnx.ModelProto) -> None:
@@ -253,18 +275,15 @@ def test_a_single_calibration_row_is_enough(named_fp32: onnx.ModelProto) -> None
 
 
 def test_quantize_does_not_import_torch() -> None:
-    code = (
-        "import sys\n"
-        "from swat_edge.model import random_model, sample_inputs\n"
-        "from swat_edge.export.onnx import to_onnx\n"
-        "from swat_edge.export.quantize import quantize_static, quantize_dynamic, measure_drift\n"
-        "m = random_model([2, 4, 1], seed=0)\n"
-        "p = to_onnx(m)\n"
-        "measure_drift(p, quantize_static(p, sample_inputs(m, 32)), sample_inputs(m, 32))\n"
-        "quantize_dynamic(p)\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = python_without_torch("""
+        from swat_edge.model import random_model, sample_inputs
+        from swat_edge.export.onnx import to_onnx
+        from swat_edge.export.quantize import quantize_static, quantize_dynamic, measure_drift
+        m = random_model([2, 4, 1], seed=0)
+        p = to_onnx(m)
+        measure_drift(p, quantize_static(p, sample_inputs(m, 32)), sample_inputs(m, 32))
+        quantize_dynamic(p)
+    """, block=False, timeout=120)
     assert done.returncode == 0, done.stderr
 
 

@@ -28,6 +28,7 @@ P(two or more types) = 1 - prod_i(1 - g_i) - sum_a P(only a); expected widths mu
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
@@ -60,6 +61,10 @@ __all__ = [
     "estimate",
     "estimate_counts",
     "choose_dtype",
+    "LATENCY_UNITS",
+    "SIZE_UNITS",
+    "parse_latency_us",
+    "parse_size_bytes",
 ]
 
 DTYPES: tuple[str, ...] = ("fp32", "int8")
@@ -181,6 +186,10 @@ def network_counts(
     gemm_column_block (the kernel's column block; MACs only, not bytes). int8 quantizes the hidden layers.
     input_affine / output_affine: element-wise Mul/Add nodes (0-2 each) the graph keeps for input scaling and
     output de-normalisation (the int8 export keeps the input scaling in float; fp32 folds both).
+
+    Longer than the house's ~80 lines on purpose: it is one formula, generic over floats and torch tensors (the
+    search differentiates through it), that walks the graph the exporter emits layer by layer; split into
+    helpers it would pass a dozen running totals back and forth.
     """
     if dtype not in DTYPES:
         raise UsageError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
@@ -470,3 +479,27 @@ def estimate(
     if dtype is None:
         dtype = _choose(counts, profile, sizes[0], has_hidden=bool(compiled["int8"].hidden))
     return estimate_counts(counts, profile, dtype=dtype, batch_sizes=sizes)
+
+
+# Units a budget may be given in, the first being what the cost model counts in (us per call, bytes).
+LATENCY_UNITS: dict[str, float] = {"us": 1.0, "µs": 1.0, "ms": 1e3, "s": 1e6}
+SIZE_UNITS: dict[str, float] = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _parse_quantity(text: str, units: dict[str, float], flag: str, example: str) -> float:
+    """'20us' -> 20.0 (in the first unit); a bare number is in the first unit."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-zµ]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or (unit and unit not in units) or float(match.group(1)) <= 0:
+        raise UsageError(f"{flag} {text!r}: give a positive number with a unit ({', '.join(units)}), e.g. {example}")
+    return float(match.group(1)) * units[unit or next(iter(units))]
+
+
+def parse_latency_us(text: str, *, flag: str = "--latency-budget") -> float:
+    """A latency such as '20us', '0.5 ms' or '20' (us) -> microseconds; UsageError naming `flag` otherwise."""
+    return _parse_quantity(text, LATENCY_UNITS, flag, "20us")
+
+
+def parse_size_bytes(text: str, *, flag: str = "--size-budget") -> float:
+    """A size such as '4KB' (1000 bytes), '4KiB' (1024) or '512' (bytes) -> bytes; UsageError naming `flag` otherwise."""
+    return _parse_quantity(text, SIZE_UNITS, flag, "4KB")

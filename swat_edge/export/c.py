@@ -42,6 +42,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .. import __version__
+from ..compile.fold_normalization import input_shift
 from ..errors import InputError, ModelFileError, NumericsError, UsageError
 from ..files import atomic_path, check_input_file, check_output_path
 from ..model import (
@@ -259,6 +260,9 @@ class _Plan:
     n_inputs: int
     n_outputs: int
     layers: tuple[tuple[_Unit, ...], ...]  # hidden layers (grouped by activation), then the output layer
+    # float32-exact value subtracted from each raw input before the folded scaling (0: none), for features
+    # far from zero such as timestamps (compile.fold_normalization.input_shift)
+    input_shift: tuple[float, ...] = ()
 
 
 def _act_scalar(name: str, z: float) -> float:
@@ -268,8 +272,10 @@ def _act_scalar(name: str, z: float) -> float:
 def _lower(model: SparseMLP) -> _Plan:
     weights = [np.array(layer.weight, dtype=np.float64) for layer in model.layers]
     biases = [np.array(layer.bias, dtype=np.float64) for layer in model.layers]
-    # x_n = x * s + o  =>  x_n @ W + b = x @ (s[:, None] * W) + (o @ W + b)
-    biases[0] = biases[0] + model.input_offset @ weights[0]
+    # x_n = x * s + o  =>  x_n @ W + b = x @ (s[:, None] * W) + (o @ W + b); a feature far from zero is
+    # shifted first (exactly, in float32): x_n = (x - c) * s + (o + c * s)
+    shift = input_shift(model)
+    biases[0] = biases[0] + (model.input_offset + shift * model.input_scale) @ weights[0]
     weights[0] = model.input_scale[:, None] * weights[0]
     # y = y_n * os + oo, with y_n linear in the last layer's inputs
     weights[-1] = weights[-1] * model.output_scale[None, :]
@@ -305,12 +311,12 @@ def _lower(model: SparseMLP) -> _Plan:
     order = {name: k for k, name in enumerate(ACTIVATIONS)}
     grouped = [tuple(sorted(units, key=lambda u: (order[u.activation], u.index))) for units in layers[:-1]]
     output = tuple(sorted(layers[-1], key=lambda u: u.index))
-    return _Plan(model.n_inputs, model.n_outputs, (*grouped, output))
+    return _Plan(model.n_inputs, model.n_outputs, (*grouped, output), tuple(float(c) for c in shift))
 
 
 def _plan_values(plan: _Plan, x: np.ndarray) -> list[dict[int, np.ndarray]]:
     """float64 values of every source: [inputs, hidden layer 1, ...], each {neuron index: column}."""
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64) - _shift_vector(plan)
     values: list[dict[int, np.ndarray]] = [{i: x[:, i] for i in range(plan.n_inputs)}]
     for units in plan.layers:
         prev = values[-1]
@@ -322,6 +328,10 @@ def _plan_values(plan: _Plan, x: np.ndarray) -> list[dict[int, np.ndarray]]:
             layer_values[u.index] = apply_activation(u.activation, z)
         values.append(layer_values)
     return values
+
+
+def _shift_vector(plan: _Plan | _QPlan) -> np.ndarray:
+    return np.asarray(plan.input_shift, dtype=np.float64) if plan.input_shift else np.zeros(plan.n_inputs)
 
 
 def _plan_forward(plan: _Plan, x: np.ndarray) -> np.ndarray:
@@ -358,6 +368,7 @@ class _QPlan:
     n_outputs: int
     sources: tuple[dict[int, _QAct], ...]  # per layer input: inputs, hidden 1, ... (only what is read)
     layers: tuple[tuple[_QUnit, ...], ...]
+    input_shift: tuple[float, ...] = ()  # as _Plan.input_shift: subtracted from the raw inputs first
 
 
 # Output bounds of each activation: a range margin never reaches past them (relu never goes below 0).
@@ -406,7 +417,7 @@ def _quantize_plan(plan: _Plan, rows: np.ndarray) -> _QPlan:
         sources[li] = {i: a for i, a in sources[li].items() if i in used}
         if li > 0:
             layers[li - 1] = tuple(u for u in layers[li - 1] if u.index in used)
-    return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers))
+    return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers), plan.input_shift)
 
 
 def _q8_numpy(t: np.ndarray) -> np.ndarray:
@@ -434,7 +445,7 @@ def _act_f32(name: str, z: np.ndarray) -> np.ndarray:
 def _simulate_int8(qplan: _QPlan, x: np.ndarray) -> np.ndarray:
     """float32 simulation of the generated int8 code (same operations and rounding, libm aside)."""
     f = np.float32
-    x = np.asarray(x, dtype=np.float32)
+    x = (np.asarray(x, dtype=np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
     prev: dict[int, np.ndarray] = {i: x[:, i] for i in range(qplan.n_inputs)}
     out = np.zeros((len(x), qplan.n_outputs), dtype=np.float64)
     for li, qunits in enumerate(qplan.layers):
@@ -483,6 +494,18 @@ def _plus(value: float) -> str:
     """`+ c` or `- |c|` (bit-identical in IEEE arithmetic: negation is exact)."""
     text = c_float_literal(value)
     return f"- {text[1:]}" if text.startswith("-") else f"+ {text}"
+
+
+def _shifted_inputs(input_shift: Sequence[float], read: set[int]) -> tuple[list[str], str]:
+    """Statements subtracting each shifted input's c (exact in float32), and the name format of the inputs."""
+    shifted = [(i, c) for i, c in enumerate(input_shift) if c != 0.0 and i in read]
+    if not shifted:
+        return [], "in[{}]"
+    lines = ["    /* inputs far from zero: subtract their midpoint first (exact in float32) */"]
+    for i, c in shifted:
+        lines += _statement(f"const float x{i}", f"in[{i}] {_plus(-c)}")
+    lines += [f"    const float x{i} = in[{i}];" for i in sorted(read) if input_shift[i] == 0.0]
+    return lines, "x{}"
 
 
 def _float_sum(bias: float, terms: Sequence[tuple[int, float]], source: str) -> str:
@@ -588,7 +611,10 @@ def _float_body(plan: _Plan, prefix: str) -> list[str]:
     lines: list[str] = []
     n_hidden = len(plan.layers) - 1
     for li, units in enumerate(plan.layers):
-        source = "in[{}]" if li == 0 else f"h{li}_{{}}"
+        source = f"h{li}_{{}}"
+        if li == 0:
+            shift_lines, source = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms})
+            lines += shift_lines
         if li == n_hidden:
             lines.append("    /* outputs (output scaling folded in) */")
             for u in units:
@@ -609,7 +635,10 @@ def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
         if qplan.sources[li]:
             what = "inputs (normalisation folded in)" if li == 0 else f"hidden layer {li}"
             lines.append(f"    /* {what} -> int8 */")
-            src = "in[{}]" if li == 0 else f"h{li}_{{}}"
+            src = f"h{li}_{{}}"
+            if li == 0:
+                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]))
+                lines += shift_lines
             for i, a in qplan.sources[li].items():
                 t = f"{src.format(i)} * {c_float_literal(a.mul)} {_plus(a.add)}"
                 lines += _statement(f"const int32_t q{li}_{i}", f"{prefix}_q8({t})")
@@ -671,6 +700,134 @@ def _safe_comment(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9 _.,:;=+()\[\]<>%-]", "_", text)
 
 
+def _io_macros(model: SparseMLP, prefix: str) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
+    """Macro forms of the feature and target names, and a note when any name had to change to become one."""
+    in_macros, n_in_changed = _macro_names(model.feature_names)
+    out_macros, n_out_changed = _macro_names(model.target_names)
+    notes = []
+    if n_in_changed or n_out_changed:
+        notes.append(
+            f"{n_in_changed} feature and {n_out_changed} target names are written in macro form "
+            f"(upper case, non-identifier characters as '_'), e.g. {model.feature_names[0]!r} -> "
+            f"{prefix.upper()}_IN_{in_macros[0]}"
+        )
+    return in_macros, out_macros, notes
+
+
+@dataclass(frozen=True)
+class _Body:
+    """The statements of <prefix>_predict and what the banner and CSource report about them."""
+
+    lines: tuple[str, ...]
+    macs: int
+    act_counts: dict[str, int]  # non-identity activations that occur, in ACTIVATIONS order
+    int8: Int8Info | None
+    notes: tuple[str, ...]
+
+
+def _activation_counts(units: Sequence[_Unit] | Sequence[_QUnit]) -> dict[str, int]:
+    return {a: n for a in ACTIVATIONS if a != "identity" and (n := sum(u.activation == a for u in units))}
+
+
+def _float_predict(plan: _Plan, prefix: str) -> _Body:
+    return _Body(
+        lines=tuple(_float_body(plan, prefix)),
+        macs=sum(len(u.terms) for units in plan.layers for u in units),
+        act_counts=_activation_counts([u for units in plan.layers[:-1] for u in units]),
+        int8=None,
+        notes=(),
+    )
+
+
+def _int8_predict(
+    model: SparseMLP, plan: _Plan, prefix: str, calibration_rows: np.ndarray | None, max_relative_mse: float
+) -> _Body:
+    """The int8 body, calibrated on `calibration_rows` (else the model's, else synthetic ones, said in notes)."""
+    rows, source = _calibration(model, calibration_rows)
+    notes = []
+    if source == "synthetic rows":
+        notes.append(
+            f"int8 calibrated on {len(rows)} synthetic rows (normalised inputs in [-1.5, 1.5]); pass real "
+            "rows for a tighter range"
+        )
+    qplan = _quantize_plan(plan, rows)
+    drift = relative_mse(_simulate_int8(qplan, rows), forward(model, rows.astype(np.float32)))
+    return _Body(
+        lines=tuple(_int8_body(qplan, prefix)),
+        macs=sum(len(u.terms) for units in qplan.layers for u in units),
+        act_counts=_activation_counts([u for units in qplan.layers[:-1] for u in units]),
+        int8=Int8Info(len(rows), source, drift, float(max_relative_mse)),
+        notes=tuple(notes),
+    )
+
+
+def _fast_math_errors(used: set[str]) -> tuple[dict[str, float], str]:
+    """Max abs error of each approximated activation the model uses, and the note that says so."""
+    bounds = (("tanh", FAST_TANH_MAX_ABS_ERROR), ("sigmoid", FAST_SIGMOID_MAX_ABS_ERROR))
+    errors = {k: v for k, v in bounds if k in used}
+    note = "fast_math: approximate activations, max abs error " + (
+        ", ".join(f"{k} {v:g}" for k, v in errors.items()) or "n/a (no tanh or sigmoid neurons)"
+    )
+    return errors, note
+
+
+def _banner_extra(fast_math: bool, int8: Int8Info | None) -> list[str]:
+    """The banner's lines about approximations: fast_math's error bounds and int8's calibration and drift."""
+    extra = []
+    if fast_math:
+        extra.append(
+            f"fast_math: tanh max abs error {FAST_TANH_MAX_ABS_ERROR:g}, sigmoid {FAST_SIGMOID_MAX_ABS_ERROR:g} "
+            "(a rational approximation instead of tanhf)."
+        )
+    if int8 is not None:
+        extra.append(
+            f"int8: per-neuron asymmetric activation scales and symmetric weight scales, calibrated on "
+            f"{int8.calibration_rows} {_safe_comment(int8.calibration_source)}; relative MSE "
+            f"vs float {int8.relative_mse:.3g}."
+        )
+    return [_safe_comment(e) for e in extra]
+
+
+def _source_text(
+    *, prefix: str, header_name: str, dtype: str, fast_math: bool, banner: Sequence[str], body: _Body
+) -> str:
+    """The .c file: banner, includes, the helpers the body calls, <prefix>_predict and <prefix>_predict_batch."""
+    upper = prefix.upper()
+    includes = ["#include <math.h>"]
+    if dtype == "int8":
+        includes.append("#include <stdint.h>")
+    reads_input = any("in[" in line for line in body.lines)
+    quantizes = any(f"{prefix}_q8(" in line for line in body.lines)
+    src = [
+        *banner,
+        "",
+        *includes,
+        "",
+        f'#include "{header_name}"',
+        "",
+        *_helpers(prefix, set(body.act_counts), fast_math=fast_math, quantizes=quantizes),
+        f"void {prefix}_predict(const float *in, float *out)",
+        "{",
+        *([] if reads_input else ["    (void)in; /* every output is constant */"]),
+        *body.lines,
+        "}",
+        "",
+        f"void {prefix}_predict_batch(const float *in, float *out, int n_rows)",
+        "{",
+        "    int r;",
+        "    for (r = 0; r < n_rows; ++r) {",
+        f"        {prefix}_predict(in, out);",
+        f"        in += {upper}_N_INPUTS;",
+        f"        out += {upper}_N_OUTPUTS;",
+        "    }",
+        "}",
+        "",
+    ]
+    source = "\n".join(src)
+    assert _GLUE not in source, "bug: an expression bypassed _statement"
+    return source
+
+
 def to_c(
     model: SparseMLP,
     *,
@@ -690,111 +847,38 @@ def to_c(
         raise UsageError(f"dtype {dtype!r}: use 'float' or 'int8'")
     model.check()
     prefix, notes_list = check_prefix(prefix)
-    notes = list(notes_list)
     header_name = header_name or f"{prefix}.h"
     _check_header_name(header_name)
-    in_macros, n_in_changed = _macro_names(model.feature_names)
-    out_macros, n_out_changed = _macro_names(model.target_names)
-    if n_in_changed or n_out_changed:
-        notes.append(
-            f"{n_in_changed} feature and {n_out_changed} target names are written in macro form "
-            f"(upper case, non-identifier characters as '_'), e.g. {model.feature_names[0]!r} -> "
-            f"{prefix.upper()}_IN_{in_macros[0]}"
-        )
+    in_macros, out_macros, macro_notes = _io_macros(model, prefix)
     sha = model_hash(model)
     plan = _lower(model)
     upper = prefix.upper()
-
-    int8_info = None
     if dtype == "int8":
-        rows, source = _calibration(model, calibration_rows)
-        if source == "synthetic rows":
-            notes.append(
-                f"int8 calibrated on {len(rows)} synthetic rows (normalised inputs in [-1.5, 1.5]); pass real "
-                "rows for a tighter range"
-            )
-        qplan = _quantize_plan(plan, rows)
-        drift = relative_mse(_simulate_int8(qplan, rows), forward(model, rows.astype(np.float32)))
-        int8_info = Int8Info(len(rows), source, drift, float(max_relative_mse))
-        body = _int8_body(qplan, prefix)
-        macs = sum(len(u.terms) for units in qplan.layers for u in units)
-        act_units = [u for units in qplan.layers[:-1] for u in units]
+        body = _int8_predict(model, plan, prefix, calibration_rows, max_relative_mse)
     else:
-        body = _float_body(plan, prefix)
-        macs = sum(len(u.terms) for units in plan.layers for u in units)
-        act_units = [u for units in plan.layers[:-1] for u in units]
-    act_counts = {a: n for a in ACTIVATIONS if a != "identity" and (n := sum(u.activation == a for u in act_units))}
-    used = set(act_counts)
+        body = _float_predict(plan, prefix)
+    notes = [*notes_list, *macro_notes, *body.notes]
     act_errors: dict[str, float] = {}
     if fast_math:
-        act_errors = {
-            k: v for k, v in (("tanh", FAST_TANH_MAX_ABS_ERROR), ("sigmoid", FAST_SIGMOID_MAX_ABS_ERROR)) if k in used
-        }
-        notes.append(
-            "fast_math: approximate activations, max abs error "
-            + (", ".join(f"{k} {v:g}" for k, v in act_errors.items()) or "n/a (no tanh or sigmoid neurons)")
-        )
-
-    extra = []
-    if fast_math:
-        extra.append(
-            f"fast_math: tanh max abs error {FAST_TANH_MAX_ABS_ERROR:g}, sigmoid {FAST_SIGMOID_MAX_ABS_ERROR:g} "
-            "(a rational approximation instead of tanhf)."
-        )
-    if int8_info is not None:
-        extra.append(
-            f"int8: per-neuron asymmetric activation scales and symmetric weight scales, calibrated on "
-            f"{int8_info.calibration_rows} {_safe_comment(int8_info.calibration_source)}; relative MSE "
-            f"vs float {int8_info.relative_mse:.3g}."
-        )
+        act_errors, fast_math_note = _fast_math_errors(set(body.act_counts))
+        notes.append(fast_math_note)
     banner = _banner(
         prefix=prefix,
         dtype=dtype,
         fast_math=fast_math,
         model=model,
         sha256=sha,
-        macs=macs,
-        act_counts=act_counts,
+        macs=body.macs,
+        act_counts=body.act_counts,
         in_names=[f"{upper}_IN_{n}" for n in in_macros],
         out_names=[f"{upper}_OUT_{n}" for n in out_macros],
-        extra=[_safe_comment(e) for e in extra],
+        extra=_banner_extra(fast_math, body.int8),
     )
-    header = _header(prefix, banner, model, in_macros, out_macros)
-
-    includes = ["#include <math.h>"]
-    if dtype == "int8":
-        includes.append("#include <stdint.h>")
-    reads_input = any("in[" in line for line in body)
-    src = [
-        *banner,
-        "",
-        *includes,
-        "",
-        f'#include "{header_name}"',
-        "",
-        *_helpers(prefix, used, fast_math=fast_math, quantizes=any(f"{prefix}_q8(" in line for line in body)),
-        f"void {prefix}_predict(const float *in, float *out)",
-        "{",
-        *([] if reads_input else ["    (void)in; /* every output is constant */"]),
-        *body,
-        "}",
-        "",
-        f"void {prefix}_predict_batch(const float *in, float *out, int n_rows)",
-        "{",
-        "    int r;",
-        "    for (r = 0; r < n_rows; ++r) {",
-        f"        {prefix}_predict(in, out);",
-        f"        in += {upper}_N_INPUTS;",
-        f"        out += {upper}_N_OUTPUTS;",
-        "    }",
-        "}",
-        "",
-    ]
-    source = "\n".join(src)
-    assert _GLUE not in source, "bug: an expression bypassed _statement"
     return CSource(
-        source=source,
-        header=header,
+        source=_source_text(
+            prefix=prefix, header_name=header_name, dtype=dtype, fast_math=fast_math, banner=banner, body=body
+        ),
+        header=_header(prefix, banner, model, in_macros, out_macros),
         prefix=prefix,
         header_name=header_name,
         dtype=dtype,
@@ -803,10 +887,10 @@ def to_c(
         n_outputs=model.n_outputs,
         model_hash=sha,
         tool_version=__version__,
-        macs=macs,
-        activation_counts=act_counts,
+        macs=body.macs,
+        activation_counts=body.act_counts,
         notes=tuple(notes),
-        int8=int8_info,
+        int8=body.int8,
         activation_max_abs_error=act_errors,
     )
 

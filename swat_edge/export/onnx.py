@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..compile.fold_normalization import input_shift
 from ..errors import DataError, InputError, ModelFileError, NumericsError, ToolchainError, UsageError
 from ..files import check_input_file
 from ..model import (
@@ -172,9 +173,19 @@ def _affine(g: _GraphBuilder, x: str, scale: np.ndarray, offset: np.ndarray, pre
     return x
 
 
+def _input_affine(g: _GraphBuilder, model: SparseMLP) -> str:
+    """x * scale + offset; a feature far from zero (e.g. a timestamp) is first centred exactly in float32,
+    (x - c) * scale + (offset + c * scale), so Mul and Add do not cancel two large numbers (input_shift)."""
+    shift = input_shift(model)
+    x = INPUT_NAME
+    if np.any(shift != 0.0):
+        x = g.op("Add", [x, g.const("input.center", _f32(0.0 - shift))], "input_centered")
+    return _affine(g, x, model.input_scale, model.input_offset + shift * model.input_scale, "input")
+
+
 def _build_graph(model: SparseMLP, naive: bool, opset: int) -> onnx.GraphProto:
     g = _GraphBuilder()
-    h = _affine(g, INPUT_NAME, model.input_scale, model.input_offset, "input")
+    h = _input_affine(g, model)
     prev_mask: np.ndarray | None = None
     for i, layer in enumerate(model.layers):
         is_output = i == len(model.hidden)
@@ -403,10 +414,13 @@ def check_onnx(
 
     input_columns: the columns of the model's inputs the ONNX graph takes (for a compiled model that
     dropped unused inputs); x is always in the reference model's columns.
+    The reference runs on the float32 rows the graph receives (as verify_c does): a feature like a unix
+    timestamp moves by up to 64 when rounded to float32, which no graph can undo.
     """
     x = sample_inputs(model, rows, seed=seed) if x is None else np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != model.n_inputs:
         raise DataError("check rows", f"shape {x.shape}, expected (rows, {model.n_inputs})")
+    x = _f32(x).astype(np.float64)
     feed = x
     if input_columns is not None:
         cols = np.asarray(list(input_columns), dtype=np.int64)

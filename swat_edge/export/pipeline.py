@@ -14,15 +14,28 @@ from typing import Literal
 import numpy as np
 
 from ..compile import PIPELINE, PIPELINE_INT8, CompileResult, run_passes
+from ..data import model_rows, read_table
 from ..errors import InputError, UsageError
 from ..files import atomic_write_bytes, check_output_path
-from ..model import SparseMLP, sample_inputs
+from ..model import SparseMLP, load_model, sample_inputs
 from .c import CCheckReport, CSource, to_c, verify_c, write_c
 from .cc import NO_COMPILER_HINT, which_c_compiler
 from .onnx import CheckReport, to_onnx, verify_onnx
 from .quantize import DriftReport, measure_drift, quantize_dynamic, quantize_static
 
-__all__ = ["Quantization", "OnnxExport", "CExport", "split_rows", "export_onnx_file", "export_c_file", "output_kind"]
+__all__ = [
+    "Quantization",
+    "OnnxExport",
+    "CExport",
+    "ExportRows",
+    "split_rows",
+    "FileExport",
+    "read_export_rows",
+    "export_file",
+    "export_onnx_file",
+    "export_c_file",
+    "output_kind",
+]
 
 Quantization = Literal["none", "static", "dynamic"]
 # Rows used to check an export when the caller gives none; stored calibration rows are added to them.
@@ -73,6 +86,38 @@ def split_rows(
     half = len(x) // 2
     cal, held = order[:half], order[half:]
     return x[cal][:MAX_CALIBRATION_ROWS], (x[held], None if y is None else y[held])
+
+
+@dataclass(frozen=True)
+class ExportRows:
+    """Rows from `export --calibration/--holdout` (raw inputs, model column order), and how reports name them."""
+
+    calibration: np.ndarray | None  # int8 calibration rows
+    heldout: np.ndarray | None  # rows to check the export / measure int8 drift on
+    heldout_targets: np.ndarray | None  # their targets, when the file has the target columns
+    calibration_source: str | None  # e.g. "750 rows of motor.csv"
+    heldout_source: str | None  # e.g. "held-out rows from motor_holdout.csv"
+
+
+def read_export_rows(
+    model: SparseMLP, *, calibration: str | os.PathLike | None = None, holdout: str | os.PathLike | None = None
+) -> ExportRows:
+    """Read the calibration and holdout files for `model`; either may be None (then its rows are None).
+
+    A calibration file alone is split in half (split_rows): calibrate on one half, check on the other. A holdout
+    file replaces that held-out half, so the check then runs on rows the calibration never saw.
+    """
+    cal_rows = held_x = held_y = None
+    cal_source = held_source = None
+    if calibration is not None:
+        x, y = model_rows(read_table(calibration), model.feature_names, model.target_names)
+        cal_rows, (held_x, held_y) = split_rows(x, y)
+        cal_source = f"{len(cal_rows)} rows of {calibration}"
+        held_source = f"held-out rows (half of {calibration})"
+    if holdout is not None:
+        held_x, held_y = model_rows(read_table(holdout), model.feature_names, model.target_names)
+        held_source = f"held-out rows from {holdout}"
+    return ExportRows(cal_rows, held_x, held_y, cal_source, held_source)
 
 
 def export_onnx_file(
@@ -215,3 +260,84 @@ def export_c_file(
         not_verified=not_verified,
         size_bytes=len(code.source.encode("utf-8")) + len(code.header.encode("utf-8")),
     )
+
+
+@dataclass(frozen=True)
+class FileExport:
+    """What `swat-edge export` did: the model it read, the rows it was handed, and the ONNX or C export."""
+
+    model: SparseMLP
+    rows: ExportRows
+    result: OnnxExport | CExport
+
+    @property
+    def written(self) -> bool:
+        """False only when the int8 drift gate (max_drift) refused an ONNX file."""
+        return not isinstance(self.result, OnnxExport) or self.result.written
+
+
+def _c_dtype(dtype: str | None, *, quantize: str | None, quantize_last: bool) -> Literal["float", "int8"]:
+    """The C output's number type from `export`'s flags (default float); UsageError for ONNX-only flags."""
+    if quantize is not None or quantize_last:
+        raise UsageError("--quantize/--quantize-last: for ONNX output; for C int8 use --dtype int8")
+    dtype = dtype or "float"
+    if dtype not in ("float", "int8"):
+        raise UsageError(f"--dtype {dtype!r}: use float or int8")
+    return dtype  # type: ignore[return-value]
+
+
+def _onnx_quantization(
+    kind: Literal["onnx", "int8-onnx"], quantize: str | None, *, dtype: str | None, fast_math: bool, prefix: str | None
+) -> Quantization:
+    """An ONNX output's quantization from `export`'s flags: --quantize, else static for *.int8.onnx and none
+    otherwise. UsageError for C-only flags or an unknown --quantize."""
+    if dtype is not None or fast_math or prefix is not None:
+        raise UsageError("--dtype/--fast-math/--prefix: for C output (-o model.c); for ONNX int8 use -o model.int8.onnx")
+    if quantize is None:
+        quantize = "static" if kind == "int8-onnx" else "none"
+    if quantize not in ("none", "static", "dynamic"):
+        raise UsageError(f"--quantize {quantize!r}: use none, static or dynamic")
+    return quantize  # type: ignore[return-value]
+
+
+def export_file(
+    model_path: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    force: bool = False,
+    quantize: str | None = None,
+    quantize_last: bool = False,
+    dtype: str | None = None,
+    fast_math: bool = False,
+    prefix: str | None = None,
+    calibration: str | os.PathLike | None = None,
+    holdout: str | os.PathLike | None = None,
+    max_drift: float | None = None,
+) -> FileExport:
+    """`swat-edge export`: the output's name picks ONNX fp32, ONNX int8 or C (output_kind), then export_onnx_file
+    or export_c_file on the model file, with rows from the calibration and holdout files (read_export_rows).
+
+    The flags are checked before the model is read: UsageError for a flag of the other output kind (quantize,
+    quantize_last for ONNX; dtype, fast_math, prefix for C) or an unknown quantize / dtype.
+    """
+    kind = output_kind(output)
+    if kind == "c":
+        c_dtype = _c_dtype(dtype, quantize=quantize, quantize_last=quantize_last)
+    else:
+        quantization = _onnx_quantization(kind, quantize, dtype=dtype, fast_math=fast_math, prefix=prefix)
+    model = load_model(model_path)
+    rows = read_export_rows(model, calibration=calibration, holdout=holdout)
+    result: OnnxExport | CExport
+    if kind == "c":
+        result = export_c_file(
+            model, output, force=force, dtype=c_dtype, fast_math=fast_math, prefix=prefix,
+            calibration_rows=rows.calibration, heldout_rows=rows.heldout, heldout_source=rows.heldout_source,
+            max_relative_mse=max_drift,
+        )
+    else:
+        result = export_onnx_file(
+            model, output, force=force, quantization=quantization, calibration_rows=rows.calibration,
+            heldout_rows=rows.heldout, heldout_targets=rows.heldout_targets, keep_last_fp32=not quantize_last,
+            max_drift=max_drift,
+        )
+    return FileExport(model=model, rows=rows, result=result)

@@ -33,7 +33,9 @@ __all__ = [
     "PairStats",
     "BenchResult",
     "PairResult",
+    "BenchModel",
     "at_batch",
+    "bench_envelope",
     "latency_stats",
     "ratio_ci",
     "time_calls",
@@ -105,6 +107,34 @@ class ModelInfo:
     n_inputs: int  # width of the model's single input
 
 
+def bench_envelope(
+    kind: str,
+    *,
+    subjects: dict[str, Any],
+    results: list[dict[str, Any]],
+    settings: dict[str, Any],
+    machine: MachineInfo,
+    threads: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON every bench result is written as, in this key order: format, schema_version, kind, `subjects`
+    (what was timed, and how where a method needs saying), results (one per batch size), `extra` (figures beside
+    the latencies), settings, machine.
+
+    `threads`: onnxruntime's intra-op threads, recorded with the machine where onnxruntime ran (None: it did not).
+    """
+    return {
+        "format": BENCH_FORMAT,
+        "schema_version": BENCH_SCHEMA_VERSION,
+        "kind": kind,
+        **subjects,
+        "results": results,
+        **(extra or {}),
+        "settings": settings,
+        "machine": asdict(machine) if threads is None else {**asdict(machine), "threads": threads},
+    }
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency of one call at one batch size, over `runs` timed calls."""
@@ -161,17 +191,15 @@ class BenchResult:
         return at_batch(self.latencies, batch_size)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BENCH_FORMAT,
-            "schema_version": BENCH_SCHEMA_VERSION,
-            "kind": "single",
-            "model": asdict(self.model),
-            "results": [s.to_json() for s in self.latencies],
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "peak_memory_method": PEAK_MEMORY_METHOD,
-            "settings": self.settings.to_json(),
-            "machine": {**asdict(self.machine), "threads": self.settings.threads},
-        }
+        return bench_envelope(
+            "single",
+            subjects={"model": asdict(self.model)},
+            results=[s.to_json() for s in self.latencies],
+            extra={"peak_memory_bytes": self.peak_memory_bytes, "peak_memory_method": PEAK_MEMORY_METHOD},
+            settings=self.settings.to_json(),
+            machine=self.machine,
+            threads=self.settings.threads,
+        )
 
 
 @dataclass(frozen=True)
@@ -186,16 +214,14 @@ class PairResult:
         return at_batch(self.pairs, batch_size)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BENCH_FORMAT,
-            "schema_version": BENCH_SCHEMA_VERSION,
-            "kind": "pair",
-            "a": asdict(self.a),
-            "b": asdict(self.b),
-            "results": [p.to_json() for p in self.pairs],
-            "settings": self.settings.to_json(),
-            "machine": {**asdict(self.machine), "threads": self.settings.threads},
-        }
+        return bench_envelope(
+            "pair",
+            subjects={"a": asdict(self.a), "b": asdict(self.b)},
+            results=[p.to_json() for p in self.pairs],
+            settings=self.settings.to_json(),
+            machine=self.machine,
+            threads=self.settings.threads,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -421,8 +447,11 @@ def _check_settings(
     return sizes
 
 
-class _Loaded:
-    """A model opened for timing: its info, session and input spec."""
+class BenchModel:
+    """An ONNX model opened for timing: its info, session and input spec; `call` gives a callable to time.
+
+    One definition of how bench opens, binds and feeds a model, shared with bench_c's C-vs-ONNX pairs.
+    """
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int) -> None:
         summary = summarize_onnx(model)  # parses and rejects non-ONNX input with a one-line error
@@ -439,6 +468,7 @@ class _Loaded:
         )
 
     def call(self, batch_size: int, *, seed: int, io_binding: bool) -> Callable[[], object]:
+        """One inference on seeded rows of `batch_size`, run once here so a model that cannot run fails early."""
         if self.fixed_batch is not None and self.fixed_batch != batch_size:
             raise InputError(
                 f"{self.source}: input has a fixed batch size of {self.fixed_batch}; bench it with batch "
@@ -471,7 +501,7 @@ def measure(
     until at least `min_runs` calls and `min_time_s` seconds. Inputs are seeded standard-normal float32 rows.
     """
     sizes = _check_settings(batch_sizes, warmup_runs, min_runs, min_time_s, threads)
-    loaded = _Loaded(model, threads)
+    loaded = BenchModel(model, threads)
     stats = []
     for bs in sizes:
         call = loaded.call(bs, seed=seed, io_binding=io_binding)
@@ -517,7 +547,7 @@ def measure_pair(
     sizes = _check_settings(batch_sizes, warmup_runs, min_runs, min_time_s, threads)
     if block_runs < 1 or min_blocks < 2:
         raise InputError(f"need block_runs >= 1 and min_blocks >= 2, got {block_runs} and {min_blocks}")
-    model_a, model_b = _Loaded(a, threads), _Loaded(b, threads)
+    model_a, model_b = BenchModel(a, threads), BenchModel(b, threads)
     pairs = []
     for bs in sizes:
         call_a = model_a.call(bs, seed=seed, io_binding=io_binding)

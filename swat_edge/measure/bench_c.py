@@ -1,11 +1,12 @@
 """Latency of generated C: compile a timing harness with the host compiler and report percentiles like bench.py.
 
-The harness (C99 + POSIX clock_gettime(CLOCK_MONOTONIC)) links the generated file as a separate translation
-unit, so the compiler cannot inline the model into the loop or drop the calls; outputs also flow into a
-volatile sink. One call takes tens of nanoseconds, far below what a clock read resolves well, so each timing
-sample is the mean of `calls_per_sample` back-to-back calls, with calls_per_sample doubled during warm-up
-until one sample lasts at least `target_sample_us`. Percentiles are over samples (per-call means), so they
-show drift and interference between samples, not the spread of single calls.
+The harness (harness.c beside this module; C99 + POSIX clock_gettime(CLOCK_MONOTONIC)) links the generated
+file as a separate translation unit, so the compiler cannot inline the model into the loop or drop the calls;
+outputs also flow into a volatile sink. One call takes tens of nanoseconds, far below what a clock read
+resolves well, so each timing sample is the mean of `calls_per_sample` back-to-back calls, with
+calls_per_sample doubled during warm-up until one sample lasts at least `target_sample_us`. Percentiles are
+over samples (per-call means), so they show drift and interference between samples, not the spread of single
+calls.
 
 chained=True (the default) makes each call's input depend on the previous call's output (in[0] += 0 * out[0]),
 so calls cannot overlap in the CPU's out-of-order window: the figure is a latency, a little pessimistic
@@ -26,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,15 +35,15 @@ from ..errors import InputError
 from ..export.c import CSource
 from ..export.cc import compile_c, find_c_compiler, run_program
 from .bench import (
-    BENCH_FORMAT,
-    BENCH_SCHEMA_VERSION,
     DEFAULT_BLOCK_RUNS,
     DEFAULT_RESAMPLES,
     DEFAULT_WARMUP_RUNS,
+    BenchModel,
     LatencyStats,
     MachineInfo,
     ModelInfo,
     at_batch,
+    bench_envelope,
     latency_stats,
     machine_info,
     ratio_ci,
@@ -56,6 +57,7 @@ __all__ = [
     "DEFAULT_MIN_TIME_S",
     "DEFAULT_SAMPLES_PER_ROUND",
     "BENCH_CFLAGS",
+    "HARNESS_FILE",
     "PAIR_METHOD",
     "CBenchSettings",
     "CSourceInfo",
@@ -63,6 +65,8 @@ __all__ = [
     "CPairSettings",
     "CPairStats",
     "CPairResult",
+    "harness_source",
+    "harness_defines",
     "measure_c",
     "measure_c_pair",
 ]
@@ -75,6 +79,8 @@ DEFAULT_MIN_TIME_S = 0.5
 DEFAULT_SAMPLES_PER_ROUND = 20
 # What a user building the file would typically write; no -march=native, so the figure is portable x86-64.
 BENCH_CFLAGS: tuple[str, ...] = ("-std=c99", "-O2")
+# The C timing harness, a source file beside this module; harness_defines says which model it times.
+HARNESS_FILE = "harness.c"
 PAIR_METHOD = (
     "rounds alternate between the C timing harness (a separate process) and onnxruntime for about as long, "
     "order flipped every round; ratio = median over rounds of C/ONNX round medians, bootstrap 95% CI over rounds; "
@@ -146,17 +152,14 @@ class CBenchResult:
         return s.p50_us / batch_size, s.p90_us / batch_size, s.p99_us / batch_size
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BENCH_FORMAT,
-            "schema_version": BENCH_SCHEMA_VERSION,
-            "kind": "c",
-            "source": asdict(self.source),
-            "results": [
-                {**s.to_json(), "calls_per_sample": n} for s, n in zip(self.latencies, self.calls_per_sample)
-            ],
-            "settings": self.settings.to_json(),
-            "machine": asdict(self.machine),
-        }
+        # No threads beside the machine: onnxruntime does not run here.
+        return bench_envelope(
+            "c",
+            subjects={"source": asdict(self.source)},
+            results=[{**s.to_json(), "calls_per_sample": n} for s, n in zip(self.latencies, self.calls_per_sample)],
+            settings=self.settings.to_json(),
+            machine=self.machine,
+        )
 
 
 @dataclass(frozen=True)
@@ -229,127 +232,35 @@ class CPairResult:
         return at_batch(self.pairs, batch_size)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": BENCH_FORMAT,
-            "schema_version": BENCH_SCHEMA_VERSION,
-            "kind": "c-pair",
-            "method": PAIR_METHOD,
-            "source": asdict(self.source),
-            "onnx": asdict(self.onnx),
-            "results": [p.to_json() for p in self.pairs],
-            "settings": self.settings.to_json(),
-            "machine": {**asdict(self.machine), "threads": self.settings.threads},
-        }
+        return bench_envelope(
+            "c-pair",
+            subjects={"method": PAIR_METHOD, "source": asdict(self.source), "onnx": asdict(self.onnx)},
+            results=[p.to_json() for p in self.pairs],
+            settings=self.settings.to_json(),
+            machine=self.machine,
+            threads=self.settings.threads,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The harness
 
 
-def _harness(csrc: CSource) -> str:
-    p, up = csrc.prefix, csrc.prefix.upper()
-    return f"""/* swat-edge timing harness for {p}_predict / {p}_predict_batch */
-#define _POSIX_C_SOURCE 199309L
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include "{csrc.header_name}"
+def harness_source() -> str:
+    """The timing harness's C text: harness.c beside this module (package data in a wheel)."""
+    return Path(__file__).with_name(HARNESS_FILE).read_text(encoding="utf-8")
 
-static volatile float sink;
 
-static double now_ns(void)
-{{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}}
-
-/* `calls` calls over a pool of n_pool input batches; returns nanoseconds. */
-static double run(float *pool, long n_pool, int batch, long calls, int chained, float *out)
-{{
-    long i, k = 0;
-    float carry = 0.0f;
-    double t0, t1;
-    const size_t stride = (size_t)batch * {up}_N_INPUTS;
-    t0 = now_ns();
-    for (i = 0; i < calls; ++i) {{
-        float *x = pool + (size_t)k * stride;
-        if (chained) {{
-            x[0] += carry; /* adds +-0: the next call waits for this one's output */
-        }}
-        if (batch == 1) {{
-            {p}_predict(x, out);
-        }} else {{
-            {p}_predict_batch(x, out, batch);
-        }}
-        carry = out[0] * 0.0f;
-        if (++k == n_pool) {{
-            k = 0;
-        }}
-    }}
-    t1 = now_ns();
-    sink = out[0] + carry;
-    return t1 - t0;
-}}
-
-/* argv: rows_file n_pool batch n_samples target_ns chained warmup_samples calls times_file
- * calls = 0: double calls per sample from 1 until a sample lasts target_ns; else use `calls` as given.
- * Prints the calls per sample used. */
-int main(int argc, char **argv)
-{{
-    FILE *f;
-    long n_pool, n_samples, warmup, s, calls;
-    int batch, chained;
-    double target_ns, *times;
-    float *pool, *out;
-    size_t n_values;
-    if (argc != 10) {{
-        return 2;
-    }}
-    n_pool = strtol(argv[2], NULL, 10);
-    batch = (int)strtol(argv[3], NULL, 10);
-    n_samples = strtol(argv[4], NULL, 10);
-    target_ns = strtod(argv[5], NULL);
-    chained = (int)strtol(argv[6], NULL, 10);
-    warmup = strtol(argv[7], NULL, 10);
-    calls = strtol(argv[8], NULL, 10);
-    if (n_pool < 1 || batch < 1 || n_samples < 1 || calls < 0) {{
-        return 2;
-    }}
-    n_values = (size_t)n_pool * (size_t)batch * {up}_N_INPUTS;
-    pool = (float *)malloc(n_values * sizeof(float) + 1);
-    out = (float *)malloc((size_t)batch * {up}_N_OUTPUTS * sizeof(float) + sizeof(float));
-    times = (double *)malloc((size_t)n_samples * sizeof(double));
-    if (pool == NULL || out == NULL || times == NULL) {{
-        return 3;
-    }}
-    f = fopen(argv[1], "rb");
-    if (f == NULL || fread(pool, sizeof(float), n_values, f) != n_values) {{
-        return 4;
-    }}
-    fclose(f);
-    out[0] = 0.0f;
-    if (calls == 0) {{
-        calls = 1;
-        while (run(pool, n_pool, batch, calls, chained, out) < target_ns && calls < (1L << 30)) {{
-            calls *= 2;
-        }}
-    }}
-    for (s = 0; s < warmup; ++s) {{
-        run(pool, n_pool, batch, calls, chained, out);
-    }}
-    for (s = 0; s < n_samples; ++s) {{
-        times[s] = run(pool, n_pool, batch, calls, chained, out) / (double)calls;
-    }}
-    f = fopen(argv[9], "wb");
-    if (f == NULL || fwrite(times, sizeof(double), (size_t)n_samples, f) != (size_t)n_samples) {{
-        return 5;
-    }}
-    fclose(f);
-    printf("%ld\\n", calls);
-    return 0;
-}}
-"""
+def harness_defines(csrc: CSource) -> tuple[str, ...]:
+    """The -D flags that point harness.c at one generated model (its header, functions and row widths)."""
+    prefix, upper = csrc.prefix, csrc.prefix.upper()
+    return (
+        f'-DSWAT_EDGE_MODEL_HEADER="{csrc.header_name}"',  # one argv entry, no shell: the quotes reach cpp
+        f"-DSWAT_EDGE_PREDICT={prefix}_predict",
+        f"-DSWAT_EDGE_PREDICT_BATCH={prefix}_predict_batch",
+        f"-DSWAT_EDGE_N_INPUTS={upper}_N_INPUTS",
+        f"-DSWAT_EDGE_N_OUTPUTS={upper}_N_OUTPUTS",
+    )
 
 
 def _pool_batches(batch_size: int) -> int:
@@ -372,10 +283,10 @@ class _Harness:
         try:
             (d / f"{csrc.prefix}.c").write_bytes(csrc.source.encode("utf-8"))
             (d / csrc.header_name).write_bytes(csrc.header.encode("utf-8"))
-            (d / "swat_edge_bench.c").write_bytes(_harness(csrc).encode("utf-8"))
+            (d / "swat_edge_bench.c").write_bytes(harness_source().encode("utf-8"))
             self.exe = d / "bench"
-            compile_c(self.cmd, [d / f"{csrc.prefix}.c", d / "swat_edge_bench.c"], self.exe, flags=self.cflags,
-                      what="the timing harness")
+            compile_c(self.cmd, [d / f"{csrc.prefix}.c", d / "swat_edge_bench.c"], self.exe,
+                      flags=(*self.cflags, *harness_defines(csrc)), what="the timing harness")
         except BaseException:
             self._tmp.cleanup()
             raise
@@ -466,6 +377,60 @@ def measure_c(
     )
 
 
+def _alternate_rounds(
+    harness: _Harness,
+    call: Callable[[], object],
+    batch_size: int,
+    *,
+    calls: int,
+    samples_per_round: int,
+    min_rounds: int,
+    min_time_s: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-call ns of C rounds and ONNX rounds, alternating (C ONNX, ONNX C, ...) until min_rounds and min_time_s."""
+    c_rounds: list[np.ndarray] = []
+    onnx_rounds: list[np.ndarray] = []
+    order = ("c", "onnx")
+    start = time.perf_counter()
+    while True:
+        for side in order:
+            if side == "c":
+                times_ns, _ = harness.run(batch_size, samples_per_round, calls=calls, warmup=_ROUND_WARMUP_SAMPLES)
+                c_rounds.append(times_ns)
+            else:
+                # About as long as the C round's timed part, and never fewer than a block of calls.
+                round_s = samples_per_round * calls * float(np.median(c_rounds[-1] if c_rounds else [0.0])) / 1e9
+                onnx_rounds.append(time_calls(call, min_runs=DEFAULT_BLOCK_RUNS, min_time_s=round_s))
+        order = order[::-1]
+        if len(c_rounds) >= min_rounds and time.perf_counter() - start >= min_time_s:
+            return c_rounds, onnx_rounds
+
+
+def _pair_stats(
+    batch_size: int,
+    c_rounds: list[np.ndarray],
+    onnx_rounds: list[np.ndarray],
+    *,
+    calls: int,
+    n_resamples: int,
+    seed: int,
+) -> CPairStats:
+    """Both sides' percentiles over every round, and C/ONNX as the median of round-median ratios with its CI."""
+    ratio, low, high = ratio_ci(
+        [np.median(r) for r in onnx_rounds], [np.median(r) for r in c_rounds], n_resamples=n_resamples, seed=seed
+    )
+    return CPairStats(
+        batch_size=batch_size,
+        c=latency_stats(batch_size, np.concatenate(c_rounds)),
+        onnx=latency_stats(batch_size, np.concatenate(onnx_rounds)),
+        ratio=ratio,
+        ratio_ci_low=low,
+        ratio_ci_high=high,
+        rounds=len(c_rounds),
+        calls_per_sample=calls,
+    )
+
+
 def measure_c_pair(
     csrc: CSource,
     onnx_model: str | Path | bytes,
@@ -489,9 +454,6 @@ def measure_c_pair(
     inputs). Per batch size: at least `min_rounds` rounds and `min_time_s` seconds. Raises ToolchainError
     (no compiler / build failure), ModelFileError or InputError (an ONNX model bench cannot time).
     """
-    # bench's model loader: one definition of how an ONNX model is opened, bound and fed for timing.
-    from .bench import _Loaded
-
     if min_rounds < 2 or samples_per_round < 1 or not (min_time_s >= 0.0 and np.isfinite(min_time_s)):
         raise InputError(
             f"need min_rounds >= 2, samples_per_round >= 1 and min_time_s >= 0, got {min_rounds}, "
@@ -500,7 +462,7 @@ def measure_c_pair(
     if threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
     sizes, x, _ = _check_common(batch_sizes, csrc.n_inputs, None, seed, target_sample_us)
-    loaded = _Loaded(onnx_model, threads)
+    loaded = BenchModel(onnx_model, threads)
     pairs = []
     with _Harness(csrc, cc=cc, cflags=cflags, target_sample_us=target_sample_us, chained=chained) as harness:
         for bs in sizes:
@@ -509,37 +471,11 @@ def measure_c_pair(
             call = loaded.call(bs, seed=seed, io_binding=io_binding)
             for _ in range(DEFAULT_WARMUP_RUNS):
                 call()
-            c_rounds: list[np.ndarray] = []
-            onnx_rounds: list[np.ndarray] = []
-            order = ("c", "onnx")
-            start = time.perf_counter()
-            while True:
-                for side in order:
-                    if side == "c":
-                        times_ns, _ = harness.run(bs, samples_per_round, calls=calls, warmup=_ROUND_WARMUP_SAMPLES)
-                        c_rounds.append(times_ns)
-                    else:
-                        # About as long as the C round's timed part, and never fewer than a block of calls.
-                        round_s = samples_per_round * calls * float(np.median(c_rounds[-1] if c_rounds else [0.0])) / 1e9
-                        onnx_rounds.append(time_calls(call, min_runs=DEFAULT_BLOCK_RUNS, min_time_s=round_s))
-                order = order[::-1]
-                if len(c_rounds) >= min_rounds and time.perf_counter() - start >= min_time_s:
-                    break
-            ratio, low, high = ratio_ci(
-                [np.median(r) for r in onnx_rounds], [np.median(r) for r in c_rounds], n_resamples=n_resamples, seed=seed
+            c_rounds, onnx_rounds = _alternate_rounds(
+                harness, call, bs, calls=calls, samples_per_round=samples_per_round, min_rounds=min_rounds,
+                min_time_s=min_time_s,
             )
-            pairs.append(
-                CPairStats(
-                    batch_size=bs,
-                    c=latency_stats(bs, np.concatenate(c_rounds)),
-                    onnx=latency_stats(bs, np.concatenate(onnx_rounds)),
-                    ratio=ratio,
-                    ratio_ci_low=low,
-                    ratio_ci_high=high,
-                    rounds=len(c_rounds),
-                    calls_per_sample=calls,
-                )
-            )
+            pairs.append(_pair_stats(bs, c_rounds, onnx_rounds, calls=calls, n_resamples=n_resamples, seed=seed))
     settings = CPairSettings(
         batch_sizes=sizes,
         min_rounds=int(min_rounds),

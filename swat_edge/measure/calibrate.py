@@ -28,8 +28,9 @@ from ..device.cost import (
     count_model,
     feature_vector,
 )
-from ..device.targets import CostCoefficients, Hardware, Provenance, Runtime, TargetProfile
+from ..device.targets import CostCoefficients, Hardware, Provenance, Runtime, TargetProfile, profile_to_toml
 from ..errors import SwatError, ToolchainError, UnstableTimingError, UsageError
+from ..files import atomic_write_text, check_output_path
 from ..model import ACTIVATIONS, SparseMLP, random_model, sample_inputs
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "measure_probes",
     "host_hardware",
     "calibrate",
+    "profile_name_for",
+    "write_profile",
 ]
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 16, 256)
@@ -541,3 +544,31 @@ def _measured_profile(
             measurements=n_measurements,
         ),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The profile file
+
+
+def profile_name_for(out: str | os.PathLike, *, name: str | None, force: bool) -> str:
+    """The target name of a profile to be written to `out` (default: the file name without .toml).
+
+    Checks `out` first (a .toml file, not clobbered without force): refuse before ~30 s of timing, not after.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".toml":
+        raise UsageError(f"--out {out}: a target profile is a .toml file; name it e.g. {out.with_suffix('.toml')}")
+    check_output_path(out, force=force)
+    target_name = name if name is not None else out.stem
+    if not target_name.strip():
+        raise UsageError("--name: give a non-empty target name")
+    return target_name
+
+
+def write_profile(result: CalibrationResult, out: str | os.PathLike, *, force: bool) -> Path:
+    """Write the calibrated profile as TOML, headed by comments that say where it came from."""
+    comments = [
+        f"Target profile written by `swat-edge calibrate` on {result.profile.provenance.date}.",
+        "Measured coefficients; rerun calibrate to refresh them (see `swat-edge targets show PATH`).",
+    ]
+    return atomic_write_text(out, profile_to_toml(result.profile, comments=comments), force=force)

@@ -1,7 +1,6 @@
 """The CI latency gate: compare a benchmark with a saved baseline or an interleaved A/B run -> Verdict."""
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -9,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InputError, UsageError
-from ..files import check_input_file
+from ..files import check_input_file, check_output_path, read_json
 from .bench import BENCH_FORMAT, BENCH_SCHEMA_VERSION, BenchResult, PairResult
 
 __all__ = [
@@ -21,6 +20,12 @@ __all__ = [
     "compare",
     "compare_pair",
     "to_github_benchmark",
+    "GateRequest",
+    "check_onnx_model",
+    "check_bench_outputs",
+    "refuse_gate_for_c",
+    "check_gate_flags",
+    "judge",
 ]
 
 METRICS: tuple[str, ...] = ("p50", "p90", "p99", "mean")
@@ -91,14 +96,8 @@ def check_baseline(payload: Any, *, source: str = "baseline") -> dict[int, dict[
 
 def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a baseline file; MissingFileError if absent, InputError if it is not a baseline."""
-    p = check_input_file(path, "baseline file")
-    try:
-        payload = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not a JSON file (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    check_baseline(payload, source=str(p))
+    payload = read_json(path, "baseline file")
+    check_baseline(payload, source=str(Path(path)))
     return payload
 
 
@@ -236,3 +235,85 @@ def to_github_benchmark(result: BenchResult | PairResult) -> list[dict[str, Any]
     return _entries(label_a, [p.a for p in result.pairs], threads) + _entries(
         label_b, [p.b for p in result.pairs], threads, ratios
     )
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """`bench`'s gate flags, checked together: no gate, a saved baseline, or a model timed alongside (--against)."""
+
+    max_regression_pct: float | None  # None: time only, no verdict
+    baseline: dict[str, Any] | None  # the validated `bench --json` payload of a baseline gate
+    baseline_source: str  # how the verdict names the baseline (the path as given)
+
+
+def check_onnx_model(path: str | os.PathLike, flag: str) -> Path:
+    """`path` as a model bench can time with onnxruntime: an existing .onnx file (UsageError otherwise)."""
+    p = check_input_file(path, "model file")
+    if p.suffix.lower() != ".onnx":
+        raise UsageError(
+            f"{flag} {p}: bench measures .onnx models, and generated C as MODEL (`swat-edge bench model.c "
+            "--against model.onnx`); export one with `swat-edge export MODEL -o model.onnx`"
+        )
+    return p
+
+
+def check_bench_outputs(json_out: Path | None, github_json: Path | None, *, force: bool) -> None:
+    """Refuse the --json / --github-json files before the timing: existing without force, or both the same file."""
+    for out in (json_out, github_json):
+        if out is not None:
+            check_output_path(out, force=force)
+    if json_out is not None and github_json is not None and json_out.resolve() == github_json.resolve():
+        raise UsageError(f"--json and --github-json: both name {json_out}; give two files")
+
+
+def refuse_gate_for_c(*, baseline: object, max_regression: str | None, github_json: object) -> None:
+    """UsageError when a gate flag comes with generated C: baselines and chart entries are ONNX results only."""
+    if baseline is not None or max_regression is not None or github_json is not None:
+        raise UsageError("--baseline/--max-regression/--github-json: the CI gate compares ONNX results only; "
+                         "gate the model's .onnx export (swat-edge bench model.onnx --baseline ...)")
+
+
+def check_gate_flags(
+    *,
+    baseline: str | os.PathLike | None,
+    max_regression: str | None,
+    against: bool,
+    batch_sizes: Sequence[int],
+) -> GateRequest:
+    """Check the gate flags before any timing, so a wrong flag fails in milliseconds, and load the baseline.
+
+    UsageError for a flag combination that cannot gate (both a baseline and --against, a baseline without a
+    limit, a limit with nothing to compare) or a baseline that lacks one of `batch_sizes`; the baseline file's
+    own errors come from load_baseline.
+    """
+    if baseline is not None and against:
+        raise UsageError("--baseline and --against: use one of them (a saved baseline, or a model timed alongside)")
+    if baseline is not None and max_regression is None:
+        raise UsageError("--baseline needs --max-regression (e.g. --max-regression 10%)")
+    if max_regression is not None and baseline is None and not against:
+        raise UsageError("--max-regression needs --baseline FILE or --against MODEL.onnx to compare with")
+    limit_pct = parse_percent(max_regression) if max_regression is not None else None
+    baseline_json = load_baseline(baseline) if baseline is not None else None
+    if baseline_json is not None:
+        # compare() would find a missing batch size only after the timing; this flag error comes first.
+        have = {entry["batch_size"] for entry in baseline_json["results"]}
+        missing = [b for b in batch_sizes if b not in have]
+        if missing:
+            raise UsageError(
+                f"--baseline {baseline}: has no batch size {missing[0]} (it has {', '.join(map(str, sorted(have)))}); "
+                "drop that --batch or re-record the baseline"
+            )
+    source = str(baseline) if baseline is not None else "baseline"
+    return GateRequest(max_regression_pct=limit_pct, baseline=baseline_json, baseline_source=source)
+
+
+def judge(result: BenchResult | PairResult, request: GateRequest) -> Verdict | None:
+    """The verdict `request` asks for on `result`: None without a limit, else compare_pair or compare."""
+    if request.max_regression_pct is None:
+        return None
+    if isinstance(result, PairResult):
+        return compare_pair(result, request.max_regression_pct)
+    if request.baseline is None:
+        raise UsageError("a single-model benchmark is gated against a saved baseline: pass --baseline FILE")
+    return compare(result, request.baseline, max_regression_pct=request.max_regression_pct,
+                   source=request.baseline_source)

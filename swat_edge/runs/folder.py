@@ -18,6 +18,7 @@ from ..errors import MissingFileError, OutputExistsError, UsageError
 
 if TYPE_CHECKING:  # the search result comes from the torch side; this module never imports it
     from ..data import Dataset
+    from ..model import SparseMLP
     from ..search.objective import Budgets
     from ..search.run import SearchResult, SearchSettings
     from ..device.targets import TargetProfile
@@ -179,6 +180,71 @@ def _measure_here(onnx_path: Path) -> dict[str, Any]:
     }
 
 
+def _staging_dir(dest: Path) -> Path:
+    """An empty sibling folder of `dest` to write the run into; renamed onto `dest` once everything is written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a run folder should be readable like any folder
+    return tmp
+
+
+def _write_int8(
+    model: "SparseMLP",
+    folder: Path,
+    *,
+    dtype: str,
+    target: "TargetProfile",
+    settings: "SearchSettings",
+    heldout: tuple[np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """Write model.int8.onnx into `folder` when the search chose int8 (`dtype`) and the model has a layer to quantize.
+
+    Returns the card's "int8" entry: written or not, and why (the int8 drift on the held-out rows when written).
+    """
+    from ..compile import PIPELINE_INT8, run_passes
+    from ..export.pipeline import export_onnx_file
+
+    if dtype != "int8":
+        return {"written": False,
+                "reason": (f"{target.name}'s int8 policy is {target.int8_policy!r}: int8 is predicted not to pay "
+                           "there; pass --int8 to write model.int8.onnx anyway")}
+    if not run_passes(model, passes=PIPELINE_INT8).model.hidden:
+        return {"written": False,
+                "reason": ("the compiled model has no hidden layer left to quantize (the output layer stays "
+                           "float32); model.onnx is the deployable model")}
+    x_held, y_held = heldout
+    q = export_onnx_file(model, folder / INT8_FILE, quantization="static", calibration_rows=model.calibration,
+                         heldout_rows=x_held, heldout_targets=y_held)
+    d = q.drift
+    return {
+        "written": True, "file": INT8_FILE, "quantization": "static QDQ, per-channel weights, last layer fp32",
+        "reason": "--int8" if settings.int8 else f"{target.name}'s int8 policy ({target.int8_policy}) picks int8",
+        "drift": None if d is None else {
+            "rows": d.rows, "relative_mse": d.relative_mse, "max_abs_error": d.max_abs_error,
+            "mse_ratio": d.mse_ratio, "rows_source": "validation rows (held out of training)",
+        },
+        "size_bytes": q.size_bytes,
+    }
+
+
+def _estimates_by_target(
+    model: "SparseMLP", target: "TargetProfile", names: Sequence[str] | None
+) -> dict[str, dict[str, Any]]:
+    """The cost model's prediction for `model` on every named target (all built-in ones when names is None)."""
+    from ..device.cost import estimate
+    from ..device.targets import list_targets, load_target
+
+    by_target = {}
+    for name in (names if names is not None else list_targets()):
+        profile = target if name == target.name else load_target(name)
+        e = estimate(model, profile)
+        by_target[name] = {"dtype": e.dtype, "latency_us": e.latency_us[0], "model_bytes": e.model_bytes,
+                           "provenance": e.provenance}
+    return by_target
+
+
 def write_run(
     result: "SearchResult",
     run_dir: str | os.PathLike,
@@ -202,60 +268,26 @@ def write_run(
     export leaves no half run behind (and an existing run is only replaced with force=True).
     heldout: (x, y) validation rows in raw units, for the int8 drift figure.
     """
+    from ..console import write_json
     from ..export.pipeline import export_onnx_file
-    from ..device.cost import estimate
     from ..model import save_model
     from .report import build_card, render_report
-    from ..device.targets import list_targets, load_target
 
     if result.model is None:
         raise UsageError("bug: write_run needs a result that met its budgets")
     dest = check_run_dir(run_dir, force=force)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    tmp = _staging_dir(dest)
     t0 = time.perf_counter()
     try:
         model = result.model
         files = {"model": MODEL_FILE, "onnx": ONNX_FILE}
         save_model(model, tmp / MODEL_FILE)
         fp32 = export_onnx_file(model, tmp / ONNX_FILE)
-        int8_info: dict[str, Any] = {"written": False}
-        from ..compile import PIPELINE_INT8, run_passes
-
-        quantizable = bool(run_passes(model, passes=PIPELINE_INT8).model.hidden)
-        if result.dtype == "int8" and not quantizable:
-            int8_info["reason"] = ("the compiled model has no hidden layer left to quantize (the output layer stays "
-                                   "float32); model.onnx is the deployable model")
-        elif result.dtype == "int8":
-            x_held, y_held = heldout
-            q = export_onnx_file(model, tmp / INT8_FILE, quantization="static", calibration_rows=model.calibration,
-                                 heldout_rows=x_held, heldout_targets=y_held)
+        int8_info = _write_int8(model, tmp, dtype=result.dtype, target=target, settings=settings, heldout=heldout)
+        if int8_info["written"]:
             files["int8_onnx"] = INT8_FILE
-            d = q.drift
-            int8_info = {
-                "written": True, "file": INT8_FILE, "quantization": "static QDQ, per-channel weights, last layer fp32",
-                "reason": "--int8" if settings.int8 else f"{target.name}'s int8 policy ({target.int8_policy}) picks int8",
-                "drift": None if d is None else {
-                    "rows": d.rows, "relative_mse": d.relative_mse, "max_abs_error": d.max_abs_error,
-                    "mse_ratio": d.mse_ratio, "rows_source": "validation rows (held out of training)",
-                },
-                "size_bytes": q.size_bytes,
-            }
-        else:
-            int8_info["reason"] = (
-                f"{target.name}'s int8 policy is {target.int8_policy!r}: int8 is predicted not to pay there; "
-                "pass --int8 to write model.int8.onnx anyway"
-            )
         measured = _measure_here(tmp / ONNX_FILE) if measure else None
-        by_target = {}
-        for name in (all_targets if all_targets is not None else list_targets()):
-            profile = target if name == target.name else load_target(name)
-            e = estimate(model, profile)
-            by_target[name] = {"dtype": e.dtype, "latency_us": e.latency_us[0], "model_bytes": e.model_bytes,
-                               "provenance": e.provenance}
+        by_target = _estimates_by_target(model, target, all_targets)
         files["card"] = CARD_FILE
         files["report"] = REPORT_FILE
         timings = dict(result.timings_s)
@@ -266,8 +298,6 @@ def write_run(
             int8=int8_info, measured=measured, by_target=by_target, files=files, timings_s=timings,
             command=command,
         )
-        from ..console import write_json
-
         write_json(tmp / CARD_FILE, card, force=True)
         (tmp / REPORT_FILE).write_text(render_report(card, result), encoding="utf-8")
         if dest.exists():

@@ -371,11 +371,9 @@ def _g(v: Any, spec: str = ".4g") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def render_report(card: dict[str, Any], result: "SearchResult") -> str:
-    """report.html: the card's figures in tables, plus loss curves, predicted vs actual, the architecture drawn
-    and the predicted latency on every target."""
-    assert result.model is not None, "bug: a report needs a found model"
-    m, pred, tgt = card["model"], card["predicted"], card["target"]
+def _report_heading(card: dict[str, Any]) -> list[str]:
+    """The page head, the title, where the data came from, and the predicted figures against the budgets."""
+    pred, tgt = card["predicted"], card["target"]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>swat-edge search: {_e(tgt['name'])}</title>"
              f"<style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>swat-edge search: {_e(', '.join(card['data']['targets']))} from "
@@ -390,8 +388,11 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     parts.append(f"<p>Predicted on {_e(tgt['name'])} ({_e(pred['provenance'])} profile, {_e(pred['dtype'])}): "
                  f"<b>{pred['latency_us']:.1f} us</b> per call at batch 1, {pred['model_bytes']} bytes of weights; "
                  f"budgets: {_e(limits_text)}.</p>")
+    return parts
 
-    parts.append("<h2>Accuracy</h2>")
+
+def _report_accuracy(card: dict[str, Any]) -> list[str]:
+    parts = ["<h2>Accuracy</h2>"]
     rows = []
     for stage in ("latent_only", "fine_tuned"):
         for split, f in card["metrics"].get(stage, {}).items():
@@ -399,8 +400,12 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     parts.append(_table(["model", "split", "rows", "MSE", "R^2"], rows))
     parts.append(f"<p class='note'>{_e(card['metrics']['metric'])}. Latent only: the hard-pruned network decoded "
                  "from the latent; fine-tuned: its surviving weights trained further with the masks frozen.</p>")
+    return parts
 
-    parts.append("<h2>Model</h2>")
+
+def _report_model(card: dict[str, Any], model: SparseMLP) -> list[str]:
+    m = card["model"]
+    parts = ["<h2>Model</h2>"]
     parts.append(_table(
         ["widths (physical)", "active widths", "compiled widths", "active neurons", "non-zero params",
          "sparse MACs", "dense MACs", "fp32 bytes (uncompiled)", "int8 bytes (uncompiled)", "ONNX bytes"],
@@ -410,9 +415,13 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     ))
     acts = ", ".join(f"{k} {v}" for k, v in m["activations"].items()) or "none"
     parts.append(f"<p>Active neurons by activation: {_e(acts)}.</p>")
-    parts.append(f"<div class='plots'>{architecture_svg(result.model)}</div>")
+    parts.append(f"<div class='plots'>{architecture_svg(model)}</div>")
+    return parts
 
-    parts.append("<h2>Search and fine-tuning</h2>")
+
+def _report_search(card: dict[str, Any], result: "SearchResult") -> list[str]:
+    """Loss curves of the latent search and the fine-tuning, and every candidate with the one chosen."""
+    parts = ["<h2>Search and fine-tuning</h2>"]
     hist = result.history
     steps = [h["step"] for h in hist]
     series = [("train (relaxed, best start)", steps, [h["train_mse"] for h in hist]),
@@ -435,13 +444,20 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
          for c in card["selection"]["candidates"]],
     ))
     parts.append(f"<p class='note'>{_e(card['selection']['rule'])}.</p>")
+    return parts
 
-    parts.append("<h2>Predicted versus actual</h2>")
+
+def _report_predictions(card: dict[str, Any], result: "SearchResult") -> list[str]:
     groups = [(split, a, p) for split, (a, p) in result.predictions.items()]
     target_name = card["data"]["targets"][0]
-    parts.append(f"<div class='plots'>{scatter_svg(groups, title='fine-tuned model', xlabel=f'actual {target_name}', ylabel=f'predicted {target_name}')}</div>")
+    return ["<h2>Predicted versus actual</h2>",
+            f"<div class='plots'>{scatter_svg(groups, title='fine-tuned model', xlabel=f'actual {target_name}', ylabel=f'predicted {target_name}')}</div>"]
 
-    parts.append("<h2>Latency per target</h2>")
+
+def _report_deployment(card: dict[str, Any]) -> list[str]:
+    """Predicted latency on every target, the measurement here, the int8 model, notes and the files written."""
+    tgt = card["target"]
+    parts = ["<h2>Latency per target</h2>"]
     bars = [(name, info["latency_us"], f"({info['dtype']}, {info['provenance']})")
             for name, info in sorted(card["predicted"]["by_target"].items(), key=lambda kv: kv[1]["latency_us"])]
     parts.append(f"<div class='plots'>{bars_svg(bars, title='predicted latency at batch 1', unit='us', highlight=tgt['name'])}</div>")
@@ -463,4 +479,19 @@ def render_report(card: dict[str, Any], result: "SearchResult") -> str:
     files = ", ".join(f"<code>{_e(f)}</code>" for f in card["files"].values())
     parts.append(f"<p class='note'>Files: {files}. Timings (s): "
                  f"{_e(', '.join(f'{k} {v}' for k, v in card['timings_s'].items()))}.</p></body></html>")
+    return parts
+
+
+def render_report(card: dict[str, Any], result: "SearchResult") -> str:
+    """report.html: the card's figures in tables, plus loss curves, predicted vs actual, the architecture drawn
+    and the predicted latency on every target."""
+    assert result.model is not None, "bug: a report needs a found model"
+    parts = [
+        *_report_heading(card),
+        *_report_accuracy(card),
+        *_report_model(card, result.model),
+        *_report_search(card, result),
+        *_report_predictions(card, result),
+        *_report_deployment(card),
+    ]
     return "".join(parts) + "\n"

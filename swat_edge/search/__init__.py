@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..errors import MissingExtraError
 
 try:
-    import torch  # noqa: F401
+    import torch
 except ImportError:
     raise MissingExtraError("swat_edge.search (the embedding and the search)") from None
 
@@ -46,8 +46,18 @@ __all__ = [
     "sample_batch",
     "save_embedding",
     "search_latent",
+    "set_torch_threads",
     "soft_forward",
     "to_sparse_mlp",
     "train_embedding",
     "with_temperature",
 ]
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use `threads` intra-op threads and one inter-op thread in this process (what --threads sets)."""
+    torch.set_num_threads(threads)  # measured: 1 thread per process is fastest on a shared 2-core machine
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already fixed earlier in this process (tests call the CLI repeatedly)
+        pass

@@ -1,12 +1,9 @@
 import json
-import subprocess
-import sys
 
 import pytest
+from clirun import python_without_torch
 
 from swat_edge.cli import main
-
-TORCH_BLOCKED = "import sys; sys.modules['torch'] = None; "
 
 
 def _run(argv, capsys):
@@ -17,16 +14,14 @@ def _run(argv, capsys):
 
 
 def test_cli_import_does_not_import_torch():
-    code = "import sys, swat_edge.cli; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    proc = python_without_torch("import swat_edge.cli", block=False)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_without_torch_the_search_package_and_embed_commands_say_what_to_install(tmp_path):
-    code = TORCH_BLOCKED + "import swat_edge.search"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = python_without_torch("import swat_edge.search")
     assert "MissingExtraError" in proc.stderr and "pip install 'swat-edge[search]'" in proc.stderr
-    code = TORCH_BLOCKED + f"from swat_edge.cli import main; main(['embed', 'train', '--out', {str(tmp_path / 'x')!r}])"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = python_without_torch(f"from swat_edge.cli import main; main(['embed', 'train', '--out', {str(tmp_path / 'x')!r}])")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         "error: swat_edge.search (the embedding and the search) needs torch: pip install 'swat-edge[search]'"

@@ -1,7 +1,6 @@
 """The search library: the stacked relaxation is exact on hard networks, the cost terms match the cost model,
 the search is deterministic, budgets are enforced, bad data is refused; CORNN when the data is there."""
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -225,10 +224,23 @@ def test_cornn_task_end_to_end(tiny, cornn_dir):
     task = load_cornn_task(cornn_dir, "sphere")
     data = Dataset("sphere", task.x_train, task.y_train[:, None], ("x", "y"), ("f",), "0" * 64)
     test = Dataset("sphere-test", task.x_test, task.y_test[:, None], ("x", "y"), ("f",), "0" * 64)
-    r = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, test=test)
+    # Accuracy only (the cost terms are tested above), and for Adam fine-tuning enough steps for the tiny family
+    # (2-3-3-1) to fit the bowl: seeds 0-4 gave test MSE 0.003-0.004 where FAST's 30 steps left the mean's 0.18.
+    settings = dataclasses.replace(FAST, finetune_steps=600, finetune_lr=0.1,
+                                   weights=ObjectiveWeights(compactness=0.0, sparsity=0.0, l1=0.0, latency=0.0))
+    r = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=settings, test=test)
     assert r.split_rows == {"train": 3000, "validation": 750, "test": 1250}
-    # the scaled-target MSE is the CORNN protocol's: the task is already in [-1, 1], so the scaling is identity-like
-    assert math.isfinite(r.metrics["fine_tuned"]["test"].mse) and r.metrics["fine_tuned"]["test"].mse < 1.0
+    # Baselines on the same split, in the same units (target scaled to [-1, 1] by the training rows):
+    # predicting the training mean, and a least-squares plane.
+    train = np.setdiff1d(np.arange(len(task.x_train)), r.validation_rows)
+    x_tr, y_tr = task.x_train[train], task.y_train[train]
+    y_scale = 2.0 / (y_tr.max() - y_tr.min())
+    mean_mse = np.mean(((y_tr.mean() - task.y_test) * y_scale) ** 2)
+    plane, *_ = np.linalg.lstsq(np.c_[x_tr, np.ones(len(x_tr))], y_tr, rcond=None)
+    linear_mse = np.mean(((np.c_[task.x_test, np.ones(len(task.x_test))] @ plane - task.y_test) * y_scale) ** 2)
+    mse = r.metrics["fine_tuned"]["test"].mse
+    assert mse == pytest.approx(np.mean(((forward(r.model, task.x_test)[:, 0] - task.y_test) * y_scale) ** 2), rel=1e-9)
+    assert mse < min(mean_mse, linear_mse) / 10, (mse, mean_mse, linear_mse)
 
 
 def test_single_activation_projection_keeps_weights_and_picks_the_majority():

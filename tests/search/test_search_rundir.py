@@ -1,13 +1,12 @@
 """Torch-free parts of `swat-edge search`: dataset loading, split and scaling, run folders, export paths, plots."""
 import datetime as dt
 import hashlib
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import python_without_torch
 
 from swat_edge.data import holdout_split, load_dataset, minmax_scaling
 from swat_edge.errors import DataError, MissingFileError, OutputExistsError, UsageError
@@ -156,10 +155,8 @@ def test_architecture_drawing_shows_active_neurons_and_nonzero_weights():
 
 
 def test_rundir_report_and_cli_do_not_import_torch():
-    code = ("import sys; sys.modules['torch'] = None; import swat_edge.runs.folder, swat_edge.runs.report, swat_edge.cli, "
-            "swat_edge.data; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ok"
+    proc = python_without_torch("import swat_edge.runs.folder, swat_edge.runs.report, swat_edge.cli, swat_edge.data")
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_load_dataset_reads_npz_with_y_as_the_target(tmp_path):

@@ -19,7 +19,7 @@ import torch
 
 from ... import __version__
 from ...errors import InputError, MissingFileError, ModelFileError, SchemaVersionError, UsageError
-from ...files import atomic_write_bytes, atomic_write_text
+from ...files import atomic_write_bytes, atomic_write_text, read_json
 from .autoencoder import Autoencoder, Embedding, build_autoencoder
 from .config import EmbeddingConfig, config_from_dict
 
@@ -125,10 +125,7 @@ def resolve_embedding(name_or_path: str | os.PathLike) -> Path:
 
 
 def _read_meta(meta_path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{meta_path}: not valid JSON ({exc}); the embedding file is corrupted") from None
+    meta = read_json(meta_path, "embedding file", error=ModelFileError, hint="the embedding file is corrupted")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{meta_path}: not a {FORMAT_NAME} file (no 'format': {FORMAT_NAME!r})")
     if meta.get("schema_version") != SCHEMA_VERSION:
@@ -202,12 +199,7 @@ def write_run_config(directory: Path, config: EmbeddingConfig) -> None:
 
 def read_run_config(directory: Path) -> EmbeddingConfig:
     path = directory / _RUN_CONFIG
-    if not path.exists():
-        raise MissingFileError(path, "training config (is this a training folder?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "training config (is this a training folder?)", error=ModelFileError)
     try:
         return config_from_dict(data, where=str(path))
     except InputError as exc:
@@ -311,12 +303,8 @@ def load_checkpoint(directory: Path, config: EmbeddingConfig) -> Checkpoint:
     if not (ckpt / _TRAIN_STATE).exists() and (directory / (_CHECKPOINT + ".old") / _TRAIN_STATE).exists():
         ckpt = directory / (_CHECKPOINT + ".old")
     state_path = ckpt / _TRAIN_STATE
-    if not state_path.exists():
-        raise MissingFileError(state_path, "checkpoint (nothing to resume: train without --resume first)")
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{state_path}: not valid JSON ({exc}); the checkpoint is corrupted") from None
+    state = read_json(state_path, "checkpoint (nothing to resume: train without --resume first)",
+                      error=ModelFileError, hint="the checkpoint is corrupted")
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME + ".train-state":
         raise ModelFileError(f"{state_path}: not a swat-edge training checkpoint")
     check_same_config(directory, state.get("config"), config)
