@@ -187,12 +187,14 @@ def search_command(
     embedding: str = typer.Option("default", "--embedding", help="'default' or an embedding / training folder."),
     latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="Hard limit on predicted latency per call at batch 1, e.g. 20us."),
     size_budget: Optional[str] = typer.Option(None, "--size-budget", help="Hard limit on model bytes (weights and biases as deployed), e.g. 4KB."),
-    latency_weight: float = typer.Option(0.1, "--latency-weight", min=0.0, help="Trade-off: the relative MSE increase worth a 1% relative latency cut, e.g. 0.5: 0.5% more MSE for 1% "
-        "less predicted latency (0: accuracy only; budgets still apply)."),
+    tolerance: float = typer.Option(0.05, "--tolerance", help="Choose the cheapest network on the target whose validation MSE is within this share of the best (0.05: 5%)."),
+    latency_weight: Optional[float] = typer.Option(None, "--latency-weight", min=0.0, help="Trade-off instead of --tolerance: the relative MSE increase worth a 1% relative latency cut, e.g. 0.5: "
+        "0.5% more MSE for 1% less predicted latency (0: accuracy only; budgets still apply)."),
     int8: bool = typer.Option(False, "--int8", help="Deploy int8 (write model.int8.onnx) whatever the target's int8 policy says."),
     steps: int = typer.Option(600, "--steps", min=1, help="Latent-search steps."),
     starts: int = typer.Option(4, "--starts", min=1, help="Random starts per depth (all optimised in one batch)."),
-    finetune_steps: int = typer.Option(2000, "--finetune-steps", min=0, help="Weight-space fine-tuning steps of each candidate network (the best depths' best starts)."),
+    fitter: str = typer.Option("auto", "--fitter", help="Fine-tuning: lm (Levenberg-Marquardt, full batch), adam (mini-batch), or auto: lm up to 200,000 training rows."),
+    finetune_steps: int = typer.Option(2000, "--finetune-steps", min=0, help="Adam fine-tuning steps of each candidate network (with --fitter adam, or auto on large data)."),
     validation: float = typer.Option(0.2, "--validation", min=0.01, max=0.9, help="Share of the rows held out for validation."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, the starts and the mini-batches."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1 is fastest for these tiny networks)."),
@@ -200,7 +202,6 @@ def search_command(
 ) -> int:
     """Search a small sparse MLP for DATA on TARGET in the embedding's latent space; prune, fine-tune, export, report."""
     import time
-    from dataclasses import replace
 
     from .data import load_dataset
     from .device.cost import parse_latency_us, parse_size_bytes
@@ -217,15 +218,14 @@ def search_command(
                                                       features=list(dataset.feature_names))
 
     from .search import load_embedding, set_torch_threads  # imports torch (MissingExtraError without it)
-    from .search.latent import LatentSettings, family_param_count
-    from .search.objective import Budgets, ObjectiveWeights
-    from .search.run import SearchSettings, run_search
+    from .search.latent import family_param_count
+    from .search.objective import Budgets
+    from .search.run import run_search, search_settings
 
     set_torch_threads(threads)
     emb = load_embedding(embedding)
-    settings = SearchSettings(latent=LatentSettings(steps=steps, starts_per_depth=starts),
-                              weights=replace(ObjectiveWeights(), latency=latency_weight), validation_fraction=validation,
-                              finetune_steps=finetune_steps, int8=int8, seed=seed)
+    settings = search_settings(steps=steps, starts=starts, latency_weight=latency_weight, validation=validation,
+                               tolerance=tolerance, fitter=fitter, finetune_steps=finetune_steps, int8=int8, seed=seed)
     budgets = Budgets(latency_us=budget_us, size_bytes=budget_bytes)
     views.print_search_start(data, dataset, profile.name, emb, starts=starts, steps=steps)
     with views.search_progress(steps) as (report, stage):
@@ -335,6 +335,7 @@ def export_cmd(
         "`swat-edge export model.onnx` alone writes model.onnx from the latest run."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="model.onnx, model.int8.onnx (static int8) or model.c."),
     run: Optional[Path] = typer.Option(None, "--run", help="Export the model of this search run folder instead of the latest."),
+    candidate: Optional[int] = typer.Option(None, "--candidate", help="Export point K of the run's accuracy/latency front (card.json: selection.front) instead of the chosen model."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="none | static | dynamic (default: static for *.int8.onnx, else none)."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="CSV/NPZ rows for int8 calibration; half of them are held out to measure drift."),
     holdout: Optional[Path] = typer.Option(None, "--holdout", help="CSV/NPZ rows (with targets if present) to measure int8 drift on."),
@@ -349,7 +350,7 @@ def export_cmd(
     from .export.pipeline import export_file
     from .runs.folder import resolve_export_paths
 
-    model_path, output, run_dir = resolve_export_paths(model_path, output, run)
+    model_path, output, run_dir = resolve_export_paths(model_path, output, run, candidate=candidate)
     if run_dir is not None:
         stdout.print(f"exporting {model_path} (search run {run_dir})", markup=False)
     export = export_file(model_path, output, force=force, quantize=quantize, quantize_last=quantize_last, dtype=dtype,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rich.markup import escape
 
@@ -203,16 +203,30 @@ def print_budgets_missed(result: SearchResult, target: str, budget_us: float | N
     )
 
 
+def print_front(card: dict[str, Any]) -> None:
+    """The accuracy/latency trade-off: every front point, exportable with `export --candidate K`."""
+    front = card["selection"]["front"]
+    target = card["target"]["name"]
+    print_table(
+        f"front on {target} (export any point: swat-edge export model.onnx --candidate K)",
+        ["K", "network", "validation MSE", f"predicted us on {target}", "bytes", "non-zero params", "chosen"],
+        [(p["k"], p["origin"] if p["origin"] == "linear" else f"{p['origin']}, depth {p['depth']}",
+          f"{p['val_mse']:.3g}", f"{p['latency_us']:.1f}", f"{p['size_bytes']:.0f}", p["nonzero_params"],
+          "<-" if p["chosen"] else "") for p in front],
+    )
+
+
 def print_search_result(result: SearchResult, files: RunFiles, target: str, seconds: float) -> None:
     """Accuracy by split, the chosen model, its predicted (and measured) cost, and the run folder written."""
     card = files.card
     splits = [s for s in ("train", "validation", "test") if s in result.metrics["fine_tuned"]]
     print_table(
-        "accuracy (MSE on the target scaled to [-1, 1]; R^2)",
+        "accuracy (MSE on the target scaled to [-1, 1]; R^2; validation rows chose the model, test rows never did)",
         ["split", "rows", "MSE latent only", "MSE fine-tuned", "R^2 fine-tuned"],
         [(s, result.metrics["fine_tuned"][s].rows, f"{result.metrics['latent_only'][s].mse:.3g}",
           f"{result.metrics['fine_tuned'][s].mse:.3g}", f"{result.metrics['fine_tuned'][s].r2:.4f}") for s in splits],
     )
+    print_front(card)
     m, pred = card["model"], card["predicted"]
     acts = ", ".join(f"{k} {v}" for k, v in m["activations"].items()) or "none"
     _say(f"model: widths {'-'.join(map(str, [m['widths'][0], *m['active_widths'], m['widths'][-1]]))} "

@@ -117,19 +117,31 @@ def latest_run(root: str | os.PathLike = RUNS_DIR) -> Path:
     return run
 
 
-def run_model(run_dir: str | os.PathLike) -> Path:
-    """The model file of a search run folder."""
+def run_model(run_dir: str | os.PathLike, candidate: int | None = None) -> Path:
+    """The model file of a search run folder: the chosen one, or front point `candidate` (see card.json's
+    selection.front)."""
+    from .report import front_file
+
     p = Path(run_dir)
     if not p.is_dir():
         raise MissingFileError(p, "run folder")
     model = p / MODEL_FILE
     if not model.is_file():
         raise UsageError(f"--run {p}: not a search run (no {MODEL_FILE} in it)")
-    return model
+    if candidate is None:
+        return model
+    n_front = len(list((p / "candidates").glob("front-*.safetensors")))
+    if n_front == 0:
+        raise UsageError(f"--candidate {candidate}: run {p} has no front (made by an older swat-edge)")
+    if not 0 <= candidate < n_front:
+        raise UsageError(f"--candidate {candidate}: run {p} has front points 0-{n_front - 1} (card.json: "
+                         "selection.front)")
+    return p / front_file(candidate)
 
 
 def resolve_export_paths(
-    model: Path | None, output: Path | None, run: Path | None, *, root: str | os.PathLike = RUNS_DIR
+    model: Path | None, output: Path | None, run: Path | None, *, root: str | os.PathLike = RUNS_DIR,
+    candidate: int | None = None,
 ) -> tuple[Path, Path, Path | None]:
     """(model file, output file, run folder or None) for `swat-edge export`.
 
@@ -145,9 +157,12 @@ def resolve_export_paths(
     if model is not None and run is not None:
         raise UsageError(f"give a model file ({model}) or --run {run}, not both")
     if model is not None:
+        if candidate is not None:
+            raise UsageError(f"--candidate {candidate} picks a point of a search run's front; give --run DIR or no "
+                             f"model file, not {model}")
         return model, output, None
     run_dir = Path(run) if run is not None else latest_run(root)
-    return run_model(run_dir), output, run_dir
+    return run_model(run_dir, candidate), output, run_dir
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -245,6 +260,17 @@ def _estimates_by_target(
     return by_target
 
 
+def _save_front(result: "SearchResult", run_dir: Path) -> None:
+    """Every point of the front as its own model file, so `export --candidate K` can deploy any of them."""
+    from ..model import save_model
+    from .report import front_file, front_indices
+
+    for k, index in enumerate(front_indices(result.candidates)):
+        path = run_dir / front_file(k)
+        path.parent.mkdir(exist_ok=True)
+        save_model(result.candidate_models[index], path)
+
+
 def write_run(
     result: "SearchResult",
     run_dir: str | os.PathLike,
@@ -282,6 +308,7 @@ def write_run(
         model = result.model
         files = {"model": MODEL_FILE, "onnx": ONNX_FILE}
         save_model(model, tmp / MODEL_FILE)
+        _save_front(result, tmp)
         fp32 = export_onnx_file(model, tmp / ONNX_FILE)
         int8_info = _write_int8(model, tmp, dtype=result.dtype, target=target, settings=settings, heldout=heldout)
         if int8_info["written"]:

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from ..search.run import SearchResult, SearchSettings
     from ..device.targets import TargetProfile
 
-__all__ = ["CARD_FORMAT", "CARD_SCHEMA_VERSION", "METRIC_NOTE", "build_card", "render_report", "line_chart_svg",
+__all__ = ["CARD_FORMAT", "CARD_SCHEMA_VERSION", "METRIC_NOTE", "build_card", "render_report", "front_indices",
+           "front_file", "front_svg", "line_chart_svg",
            "scatter_svg", "bars_svg", "architecture_svg"]
 
 CARD_FORMAT = "swat-edge.search-card"
-CARD_SCHEMA_VERSION = 1
+CARD_SCHEMA_VERSION = 2  # 2: selection.front, candidates' origin and on_front, budget-first rule
 METRIC_NOTE = (
     "MSE on the target scaled to [-1, 1] with the training rows' min and max (the SWAT-NN/CORNN protocol); "
     "R^2 per output, averaged"
@@ -54,7 +55,37 @@ def _candidate_dict(c: Any) -> dict[str, Any]:
         "finetuned_val_mse": _num(c.finetuned_val_mse), "latency_us": _num(c.latency_us),
         "size_bytes": _num(c.size_bytes), "nonzero_params": c.nonzero_params, "active_neurons": c.active_neurons,
         "budget_violation": _num(c.violation), "projected": c.projected, "chosen": c.chosen,
+        "origin": c.origin, "on_front": c.on_front,
     }
+
+
+def front_indices(candidates: Sequence[Any]) -> list[int]:
+    """Indices of the candidates on the Pareto front, cheapest predicted latency first: front point K is the
+    K-th of them (what `swat-edge export --candidate K` exports)."""
+    on_front = [i for i, c in enumerate(candidates) if c.on_front]
+    return sorted(on_front, key=lambda i: (candidates[i].latency_us, candidates[i].finetuned_val_mse, i))
+
+
+def front_file(k: int) -> str:
+    """The model file of front point k inside a run folder."""
+    return f"candidates/front-{k}.safetensors"
+
+
+def _front(result: "SearchResult") -> list[dict[str, Any]]:
+    return [
+        {"k": k, "candidate": i, "origin": c.origin, "depth": c.depth, "val_mse": _num(c.finetuned_val_mse),
+         "latency_us": _num(c.latency_us), "size_bytes": _num(c.size_bytes), "nonzero_params": c.nonzero_params,
+         "chosen": c.chosen, "file": front_file(k)}
+        for k, i in enumerate(front_indices(result.candidates)) for c in (result.candidates[i],)
+    ]
+
+
+_RULES = {
+    "budget-first": "every fine-tuned candidate meets the budgets; among those whose validation MSE is within "
+                    "{tolerance:.0%} of the best, the cheapest on the target (predicted latency, then validation MSE)",
+    "weighted": "every fine-tuned candidate meets the budgets; the lowest validation score wins (log MSE + the "
+                "objective's size and latency terms, --latency-weight)",
+}
 
 
 def _model_dict(model: SparseMLP) -> dict[str, Any]:
@@ -122,10 +153,12 @@ def build_card(
         },
         "model": model_info,
         "selection": {
-            "rule": "per start, the best hard iterate by validation score (log MSE + the objective's size and "
-                    "latency terms) among those within the budgets; per depth, the best start; the best depths' networks "
-                    "pruned and fine-tuned, the best validation score wins",
+            "rule": _RULES[settings.choice].format(tolerance=settings.tolerance),
+            "pool": "per depth, the best start of the latent search within the budgets (the best depths, and their "
+                    "one-activation-per-layer projections), the least-squares linear model and dense tanh references",
+            "figures": "validation figures choose; a test file is only evaluated",
             "candidates": [_candidate_dict(c) for c in result.candidates],
+            "front": _front(result),
         },
         "predicted": {
             "target": target.name, "dtype": est.dtype, "latency_us": est.latency_us[0], "model_bytes": est.model_bytes,
@@ -270,6 +303,43 @@ def scatter_svg(
             if math.isfinite(a) and math.isfinite(p):
                 body.append(f'<circle cx="{frame.px(a):.1f}" cy="{frame.py(p):.1f}" r="1.8" fill="{color}" '
                             'fill-opacity="0.5"/>')
+        ly = frame.top + 14 + 14 * i
+        body.append(f'<circle cx="{frame.left + 10}" cy="{ly - 4}" r="3" fill="{color}"/>')
+        body.append(f'<text x="{frame.left + 18}" y="{ly}">{_e(label)}</text>')
+    return _svg(width, height, body)
+
+
+def front_svg(card: dict[str, Any], *, width: int = 620, height: int = 320) -> str:
+    """Validation MSE against predicted latency for every candidate: the front joined, the chosen one ringed,
+    the latency budget drawn."""
+    cands = [c for c in card["selection"]["candidates"]
+             if c["latency_us"] is not None and c["finetuned_val_mse"] is not None and c["finetuned_val_mse"] > 0]
+    title = f"candidates on {card['target']['name']}"
+    if not cands:
+        return _svg(width, 40, [f'<text x="4" y="20">{_e(title)}: no data</text>'])
+    budget = card["budgets"]["latency_us"]
+    xs = [c["latency_us"] for c in cands] + ([budget] if budget else [])
+    ys = [c["finetuned_val_mse"] for c in cands]
+    pad = 0.05 * (max(xs) - min(xs) or 1.0)
+    frame = _Frame(width, height, (min(xs) - pad, max(xs) + pad), (min(ys) / 1.5, max(ys) * 1.5), log_y=True)
+    body = frame.axes(title, "predicted latency at batch 1 (us)", "validation MSE (scaled target)")
+    front = sorted((c for c in cands if c["on_front"]), key=lambda c: c["latency_us"])
+    if len(front) > 1:
+        path = " ".join(f"{frame.px(c['latency_us']):.1f},{frame.py(c['finetuned_val_mse']):.1f}" for c in front)
+        body.append(f'<polyline points="{path}" fill="none" stroke="{_SERIES_COLORS[0]}" stroke-width="1.5"/>')
+    colors = {"search": _SERIES_COLORS[0], "dense": _SERIES_COLORS[1], "linear": _SERIES_COLORS[2]}
+    for c in cands:
+        x, y = frame.px(c["latency_us"]), frame.py(c["finetuned_val_mse"])
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if c["on_front"] else 3}" '
+                    f'fill="{colors.get(c["origin"], "#888")}" fill-opacity="{1.0 if c["on_front"] else 0.4}"/>')
+        if c["chosen"]:
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="8" fill="none" stroke="#000" stroke-width="1.5"/>')
+    if budget:
+        bx = frame.px(budget)
+        body.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{frame.top}" y2="{height - frame.bottom}" '
+                    'stroke="#c00" stroke-dasharray="5 3"/>')
+        body.append(f'<text x="{bx + 3:.1f}" y="{frame.top + 12}" fill="#c00">budget</text>')
+    for i, (label, color) in enumerate(colors.items()):
         ly = frame.top + 14 + 14 * i
         body.append(f'<circle cx="{frame.left + 10}" cy="{ly - 4}" r="3" fill="{color}"/>')
         body.append(f'<text x="{frame.left + 18}" y="{ly}">{_e(label)}</text>')
@@ -436,11 +506,13 @@ def _report_search(card: dict[str, Any], result: "SearchResult") -> list[str]:
         charts.append(line_chart_svg([("validation MSE", fs, [v for _, v in result.finetune_history])],
                                      title="fine-tuning (masks frozen)", xlabel="step", ylabel="MSE (scaled target)"))
     parts.append(f"<div class='plots'>{''.join(charts)}</div>")
+    parts.append(f"<div class='plots'>{front_svg(card)}</div>")
     parts.append(_table(
-        ["depth", "start", "step", "val MSE latent only", "val MSE fine-tuned", "latency us", "bytes",
-         "non-zero params", "active neurons", "chosen"],
-        [(c["depth"], c["start"], c["step"], _g(c["val_mse"]), _g(c["finetuned_val_mse"]), _g(c["latency_us"], ".1f"),
-          _g(c["size_bytes"], ".0f"), c["nonzero_params"], c["active_neurons"], "yes" if c["chosen"] else "")
+        ["origin", "depth", "start", "val MSE before fine-tuning", "val MSE fine-tuned", "latency us", "bytes",
+         "non-zero params", "active neurons", "front", "chosen"],
+        [(c["origin"], c["depth"], c["start"], _g(c["val_mse"]), _g(c["finetuned_val_mse"]),
+          _g(c["latency_us"], ".1f"), _g(c["size_bytes"], ".0f"), c["nonzero_params"], c["active_neurons"],
+          "yes" if c["on_front"] else "", "yes" if c["chosen"] else "")
          for c in card["selection"]["candidates"]],
     ))
     parts.append(f"<p class='note'>{_e(card['selection']['rule'])}.</p>")

@@ -20,9 +20,10 @@ from ..compile import PIPELINE, PIPELINE_INT8
 from ..data import Dataset, holdout_split, minmax_scaling
 from ..device.cost import Estimate, affine_nodes, count_for, estimate, latency_us
 from ..device.targets import TargetProfile
-from ..errors import DataError, InputError
-from ..model import Layer, SparseMLP, forward, model_stats
+from ..errors import DataError, InputError, UsageError
+from ..model import Layer, SparseMLP, forward, model_stats, random_model
 from .embedding.decode import SoftNetwork, to_sparse_mlp
+from .fit import FitSettings, fit_levenberg_marquardt
 from .latent import (
     Assessment,
     LatentRun,
@@ -46,6 +47,10 @@ __all__ = [
     "split_and_scale",
     "single_activation",
     "run_search",
+    "search_settings",
+    "choose",
+    "pareto_front",
+    "LINEAR_DEPTH",
 ]
 
 MIN_TRAIN_ROWS = 16
@@ -67,11 +72,25 @@ class SearchSettings:
     # also fine-tune each of those networks projected onto one activation per layer (mixed layers cost a Split,
     # one node per activation and a Concat on onnxruntime); the objective, latency term included, chooses
     single_activation_candidates: bool = True
-    finetune_lr: float = 0.03  # cosine-decayed to finetune_final_lr
+    # "auto": full-batch Levenberg-Marquardt (fit.py) up to full_batch_max_rows training rows, mini-batch Adam
+    # beyond; "lm" or "adam" force one. LM reached 1e-3 to 1e-5x Adam's validation MSE on smooth CORNN tasks.
+    fitter: str = "auto"
+    full_batch_max_rows: int = 200_000
+    fit: FitSettings = FitSettings()
+    finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
     finetune_final_lr: float = 0.0005
     finetune_batch_points: int = 256
     finetune_check_every: int = 50  # steps between validation checks (the best iterate is kept)
+    # How the fine-tuned candidates (all within the budgets) are chosen. "budget-first": the cheapest on the target
+    # (predicted latency, then validation MSE) among those whose validation MSE is within `tolerance` of the best,
+    # so nothing is made smaller unless the target's cost model says it pays. "weighted": the lowest objective
+    # score (log MSE + the weighted size and latency terms), for a user who names a trade-off (--latency-weight).
+    choice: str = "budget-first"
+    tolerance: float = 0.05
     calibration_rows: int = 256  # training rows stored in the model for int8 calibration
+    # Dense tanh networks of the family's largest width at these depths are fitted too, next to the search's
+    # candidates and the linear model: the front then shows what a plain dense network buys on the target.
+    dense_reference_depths: tuple[int, ...] = (1, 2)
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
     seed: int = 0
 
@@ -79,6 +98,35 @@ class SearchSettings:
         from dataclasses import asdict
 
         return asdict(self)
+
+    def check(self) -> "SearchSettings":
+        """Refuse settings no search can run with (UsageError naming the flag), before any work."""
+        self.fitter_for(0)
+        if self.choice not in ("budget-first", "weighted"):
+            raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
+        if not self.tolerance >= 0.0:
+            raise UsageError(f"--tolerance {self.tolerance:g}: give a share >= 0, e.g. 0.05 (5%)")
+        return self
+
+    def fitter_for(self, train_rows: int) -> str:
+        """"lm" or "adam": what fine-tunes the candidates on this many training rows."""
+        if self.fitter not in ("auto", "lm", "adam"):
+            raise UsageError(f"--fitter {self.fitter}: use auto, lm or adam")
+        if self.fitter == "auto":
+            return "lm" if train_rows <= self.full_batch_max_rows else "adam"
+        return self.fitter
+
+
+def search_settings(*, steps: int, starts: int, latency_weight: float | None, validation: float, tolerance: float,
+                    fitter: str, finetune_steps: int, int8: bool, seed: int) -> SearchSettings:
+    """`swat-edge search`'s flags as settings: --latency-weight names a trade-off, so it switches the choice
+    from budget-first (--tolerance) to the weighted score; checked before any work."""
+    weights = ObjectiveWeights() if latency_weight is None else replace(ObjectiveWeights(), latency=latency_weight)
+    return SearchSettings(
+        latent=LatentSettings(steps=steps, starts_per_depth=starts), weights=weights, validation_fraction=validation,
+        choice="budget-first" if latency_weight is None else "weighted", tolerance=tolerance, fitter=fitter,
+        finetune_steps=finetune_steps, int8=int8, seed=seed,
+    ).check()
 
 
 @dataclass(frozen=True)
@@ -106,6 +154,8 @@ class Candidate:
     finetuned_val_mse: float | None = None  # after weight-space fine-tuning (what chooses the depth)
     projected: bool = False  # activations projected onto one per layer to meet a budget
     chosen: bool = False
+    origin: str = "search"  # "search" (decoded from the latent space), "linear" or "dense" (reference networks)
+    on_front: bool = False  # Pareto-optimal in (validation MSE, predicted latency, bytes) among the candidates
 
 
 @dataclass(frozen=True)
@@ -115,9 +165,10 @@ class SearchResult:
 
     met_budgets: bool
     model: SparseMLP | None  # pruned and fine-tuned
-    latent_model: SparseMLP | None  # the chosen network as decoded and pruned (no projection, no fine-tuning)
+    latent_model: SparseMLP | None  # what the latent search alone found (see _latent_only): decoded and pruned
     chosen: Candidate | None
     candidates: tuple[Candidate, ...]
+    candidate_models: tuple[SparseMLP, ...]  # each candidate fine-tuned, in the order of `candidates`
     closest: Candidate | None
     metrics: dict[str, dict[str, Figures]]  # {"latent_only"|"fine_tuned": {"train"|"validation"|"test": Figures}}
     dtype: str  # what the target runs: fp32 or int8
@@ -264,6 +315,7 @@ class _PoolEntry:
     model: SparseMLP
     exact: Estimate
     projected: bool  # activations projected onto one per layer
+    origin: str = "search"  # or "linear" / "dense": a reference network from outside the latent space
 
 
 @dataclass(frozen=True)
@@ -297,7 +349,6 @@ def _report_scaled(progress: Callable[[int, int, dict[str, Any]], None], to_scal
 def _build(problem: _Problem, snap: Snapshot) -> SparseMLP:
     """The snapshot's network as a pruned SparseMLP in raw units, with calibration rows and provenance."""
     settings = problem.settings
-    rows = np.random.default_rng(settings.seed).permutation(len(problem.x_train))[: settings.calibration_rows]
     provenance = {
         "generator": "swat-edge search", "embedding_sha256": str(getattr(problem.embedding, "weights_sha256", "")),
         "target": problem.target.name, "seed": settings.seed, "depth": snap.depth, "start": snap.start,
@@ -305,7 +356,7 @@ def _build(problem: _Problem, snap: Snapshot) -> SparseMLP:
     }
     net = snapshot_network(problem.embedding, snap)
     return to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=snap.threshold, provenance=provenance,
-                         calibration=problem.x_train[np.sort(rows)], **problem.model_fields)
+                         calibration=_calibration_rows(problem), **problem.model_fields)
 
 
 def _structure_terms(problem: _Problem, model: SparseMLP, exact: Estimate) -> float:
@@ -387,6 +438,57 @@ def _projected_near_miss(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
     return sorted(projected, key=lambda entry: (entry.score, entry.snapshot.depth))[:1]
 
 
+LINEAR_DEPTH = 0  # a candidate's depth 0 is the linear model (no hidden layer), start -1: not from the search
+
+
+def _calibration_rows(problem: _Problem) -> np.ndarray:
+    rows = np.random.default_rng(problem.settings.seed).permutation(len(problem.x_train))
+    return problem.x_train[np.sort(rows[: problem.settings.calibration_rows])]
+
+
+def _reference_entry(problem: _Problem, model: SparseMLP, depth: int, origin: str) -> _PoolEntry | None:
+    """A network from outside the latent space as a pool entry (None when it does not meet the budgets)."""
+    exact = _within_budgets(problem, model)
+    if exact is None:
+        return None
+    snapshot = Snapshot(depth=depth, start=-1, step=0, val_mse=math.nan, score=math.inf, latent=np.zeros(0),
+                        threshold=0.0, assessment=None, violation=0.0)
+    return _PoolEntry(score=math.inf, snapshot=snapshot, model=model, exact=exact, projected=False, origin=origin)
+
+
+def _provenance(problem: _Problem, depth: int, fit: str) -> dict[str, Any]:
+    return {"generator": "swat-edge search", "target": problem.target.name, "seed": problem.settings.seed,
+            "depth": depth, "fit": fit}
+
+
+def _linear_entry(problem: _Problem) -> _PoolEntry | None:
+    """The least-squares linear model as a candidate, so the search never ends worse than a straight line on
+    validation."""
+    fields = problem.model_fields
+    x_n = problem.x_train * fields["input_scale"] + fields["input_offset"]
+    y_n = (problem.y_train - fields["output_offset"]) / fields["output_scale"]
+    coef = np.linalg.lstsq(np.hstack([x_n, np.ones((len(x_n), 1))]), y_n, rcond=None)[0]
+    model = SparseMLP.make([], Layer.make(coef[:-1], coef[-1], "identity"),
+                           provenance=_provenance(problem, LINEAR_DEPTH, "least squares"),
+                           calibration=_calibration_rows(problem), **fields)
+    return _reference_entry(problem, model, LINEAR_DEPTH, "linear")
+
+
+def _dense_entries(problem: _Problem, family: Any) -> list[_PoolEntry]:
+    """Dense tanh networks of the family's largest width (SearchSettings.dense_reference_depths), seeded starts."""
+    entries = []
+    for depth in problem.settings.dense_reference_depths:
+        widths = (problem.n_inputs, *([family.max_width] * depth), problem.y_train.shape[1])
+        start = random_model(widths, activations="tanh", per_layer=True, seed=problem.settings.seed,
+                             normalization=False)
+        model = start.replace(provenance=_provenance(problem, depth, "dense reference"),
+                              calibration=_calibration_rows(problem), **problem.model_fields)
+        entry = _reference_entry(problem, model, depth, "dense")
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
 def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
     """The networks to fine-tune and choose from.
 
@@ -401,25 +503,73 @@ def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
         pool += _single_activation_variants(problem, pool)
     if problem.budgets.any:
         pool += _projected_near_miss(problem, run)
-    return pool
+    linear = _linear_entry(problem)
+    family = getattr(problem.embedding, "module", problem.embedding).config.family
+    return pool + ([linear] if linear is not None else []) + _dense_entries(problem, family)
 
 
 def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
     settings, prep = problem.settings, problem.prep
-    history: list[tuple[int, float]] = []
-    tuned = fine_tune(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val, y_val=problem.y_val,
-                      steps=settings.finetune_steps, lr=settings.finetune_lr, final_lr=settings.finetune_final_lr,
-                      seed=settings.seed, batch_points=settings.finetune_batch_points, history=history,
-                      check_every=settings.finetune_check_every)
+    if settings.fitter_for(len(problem.x_train)) == "lm":
+        fitted = fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
+                                         y_val=problem.y_val, settings=settings.fit)
+        tuned, history = fitted.model, list(fitted.history)
+    else:
+        history = []
+        tuned = fine_tune(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val, y_val=problem.y_val,
+                          steps=settings.finetune_steps, lr=settings.finetune_lr, final_lr=settings.finetune_final_lr,
+                          seed=settings.seed, batch_points=settings.finetune_batch_points, history=history,
+                          check_every=settings.finetune_check_every)
     val_scaled = _figures(tuned, problem.x_val, problem.y_val, prep).mse
     score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
-    scale2 = float(np.mean(prep.y_scale**2))  # fine_tune reports MSE in raw units
+    scale2 = float(np.mean(prep.y_scale**2))  # the fitters report MSE in raw units
     return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history))
 
 
-def _finetune_stage_message(pool: list[_PoolEntry], steps: int) -> str:
-    names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool)
-    return f"fine-tuning the networks of depth {names} ({steps} steps each, masks frozen)"
+def _latent_only(problem: _Problem, trials: list[_Trial], chosen: _Trial) -> SparseMLP:
+    """What the latent search alone found (the paper's procedure, an ablation figure): the chosen network as
+    decoded, before projection and fine-tuning; when a reference network was chosen, the searched network that
+    scored best on validation as decoded."""
+    searched = [t for t in trials if t.entry.origin == "search"]
+    if chosen.entry.origin != "search":
+        if not searched:
+            return chosen.entry.model
+        chosen = min(searched, key=lambda t: (t.entry.snapshot.val_mse, t.entry.snapshot.depth))
+    return _build(problem, chosen.entry.snapshot)
+
+
+def choose(trials: list[_Trial], settings: SearchSettings) -> _Trial:
+    """The chosen network among fine-tuned candidates that all meet the budgets (see SearchSettings.choice)."""
+    if settings.choice == "weighted":
+        return min(trials, key=lambda trial: (trial.score, trial.entry.snapshot.depth))
+    best_val = min(trial.val_mse for trial in trials)
+    near_best = [trial for trial in trials if trial.val_mse <= best_val * (1.0 + settings.tolerance)]
+    return min(near_best, key=lambda trial: (trial.entry.exact.latency_us[0], trial.val_mse,
+                                              trial.entry.snapshot.depth))
+
+
+def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, train_rows: int) -> str:
+    names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool
+                      if e.origin == "search")
+    references = [f"dense {e.snapshot.depth}x{e.model.hidden[0].n_out}" if e.origin == "dense" else "linear"
+                  for e in pool if e.origin != "search"]
+    if settings.fitter_for(train_rows) == "lm":
+        how = (f"Levenberg-Marquardt, full batch of {train_rows} rows, up to {settings.fit.max_iterations} "
+               "iterations each")
+    else:
+        how = f"Adam, mini-batches of {settings.finetune_batch_points} rows, {settings.finetune_steps} steps each"
+    also = f", and the references {', '.join(references)}" if references else ""
+    return f"fine-tuning the searched networks of depth {names or '-'}{also} ({how}, masks frozen)"
+
+
+def pareto_front(points: list[tuple[float, ...]]) -> list[bool]:
+    """Which points no other point dominates (every coordinate <=, one <; lower is better in each coordinate).
+    Of equal points only the first is on the front."""
+    def dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    return [not any(dominates(other, point) for other in points) and point not in points[:i]
+            for i, point in enumerate(points)]
 
 
 def _prediction_samples(splits: dict[str, tuple[np.ndarray, np.ndarray]], model: SparseMLP,
@@ -476,7 +626,7 @@ def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, h
         )
     model = _build(problem, closest)
     return SearchResult(
-        met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(),
+        met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(), candidate_models=(),
         closest=_candidate(problem, closest, model, estimate(model, problem.target, dtype=problem.dtype)),
         metrics={}, dtype=problem.dtype, estimate=None, history=history, finetune_history=(), predictions={},
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
@@ -496,6 +646,7 @@ def run_search(
     stage: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring)."""
+    settings.check()
     family = getattr(embedding, "module", embedding).config.family
     check_dataset(dataset, family, embedding_name or str(getattr(embedding, "source", "")))
     if test is not None and test.x.shape[1] != dataset.x.shape[1]:
@@ -514,17 +665,18 @@ def run_search(
     if not pool:
         return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
     if stage is not None:
-        stage(_finetune_stage_message(pool, settings.finetune_steps))
+        stage(_finetune_stage_message(pool, settings, len(problem.x_train)))
     trials = [_fine_tune_entry(problem, entry) for entry in pool]
-    best_trial = min(trials, key=lambda trial: (trial.score, trial.entry.snapshot.depth))
+    best_trial = choose(trials, settings)
     final = best_trial.tuned
-    latent_model = _build(problem, best_trial.entry.snapshot)  # as decoded: before projection and fine-tuning
+    latent_model = _latent_only(problem, trials, best_trial)
     timings["fine_tune_s"] = time.perf_counter() - t0
 
+    front = pareto_front([(t.val_mse, t.entry.exact.latency_us[0], t.entry.exact.model_bytes) for t in trials])
     candidates = tuple(
         _candidate(problem, t.entry.snapshot, t.entry.model, t.entry.exact, finetuned_val_mse=t.val_mse,
-                   projected=t.entry.projected, chosen=t is best_trial)
-        for t in trials
+                   projected=t.entry.projected, chosen=t is best_trial, origin=t.entry.origin, on_front=on_front)
+        for t, on_front in zip(trials, front)
     )
     splits = {"train": (problem.x_train, problem.y_train), "validation": (problem.x_val, problem.y_val)}
     if test is not None:
@@ -536,7 +688,8 @@ def run_search(
     est = estimate(final, target, dtype="int8" if settings.int8 else None)
     return SearchResult(
         met_budgets=True, model=final, latent_model=latent_model, chosen=next(c for c in candidates if c.chosen),
-        candidates=candidates, closest=None, metrics=metrics, dtype=est.dtype, estimate=est, history=history,
+        candidates=candidates, candidate_models=tuple(t.tuned for t in trials), closest=None, metrics=metrics,
+        dtype=est.dtype, estimate=est, history=history,
         finetune_history=best_trial.finetune_history, predictions=_prediction_samples(splits, final, settings.seed),
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
     )

@@ -129,12 +129,15 @@ def test_search_finds_a_model_and_keeps_both_figures(tiny):
     assert set(r.metrics) == {"latent_only", "fine_tuned"}
     assert set(r.metrics["fine_tuned"]) == {"train", "validation", "test"}
     ft, lo = r.metrics["fine_tuned"], r.metrics["latent_only"]
-    assert ft["validation"].mse <= lo["validation"].mse + 1e-12  # fine-tuning keeps its best validation iterate
+    # fine-tuning keeps its best validation iterate, and the choice is within `tolerance` of the best candidate
+    assert ft["validation"].mse <= lo["validation"].mse * (1 + FAST.tolerance) + 1e-12
     assert ft["train"].rows + ft["validation"].rows == data.n_rows and ft["test"].rows == test.n_rows
-    # pruning kept the masks: fine-tuning changed values, never the structure
-    for a, b in zip(r.latent_model.layers, r.model.layers):
-        np.testing.assert_array_equal(a.weight != 0, b.weight != 0)
-        np.testing.assert_array_equal(a.mask, b.mask)
+    if r.chosen.origin == "search":  # pruning kept the masks: fine-tuning changed values, never the structure
+        for a, b in zip(r.latent_model.layers, r.model.layers):
+            np.testing.assert_array_equal(a.weight != 0, b.weight != 0)
+            np.testing.assert_array_equal(a.mask, b.mask)
+    else:
+        assert r.chosen.origin in ("linear", "dense")
     # the [-1, 1] scaling of the training rows is folded into the model: raw data in, raw target out
     train = np.setdiff1d(np.arange(data.n_rows), r.validation_rows)
     x_n = data.x[train] * r.model.input_scale + r.model.input_offset

@@ -50,11 +50,16 @@ def searched(tiny_run, tmp_path_factory):
 def test_search_writes_the_run_folder_and_points_latest_at_it(searched):
     work, _, _ = searched
     run = work / "run1"
-    assert sorted(p.name for p in run.iterdir()) == ["card.json", "model.onnx", "model.safetensors", "report.html"]
+    assert sorted(p.name for p in run.iterdir()) == ["candidates", "card.json", "model.onnx", "model.safetensors",
+                                                     "report.html"]
+    card = json.loads((run / "card.json").read_text())
+    front = card["selection"]["front"]
+    assert sorted(p.name for p in (run / "candidates").iterdir()) == [f"front-{k}.safetensors" for k in range(len(front))]
     assert (work / "runs" / "latest").resolve() == run.resolve()
     assert not [p for p in work.iterdir() if p.name.startswith(".run1")]  # no temporary folder left
     html = (run / "report.html").read_text()
-    for part in ("<svg", "latent search", "fine-tuning", "predicted latency at batch 1", "active network"):
+    for part in ("<svg", "latent search", "fine-tuning", "predicted latency at batch 1", "active network",
+                 "candidates on raspi4"):
         assert part in html
     model = load_model(run / "model.safetensors")
     assert model.feature_names == ("a", "b") and model.target_names == ("y",)
@@ -104,11 +109,11 @@ def test_card_figures_are_the_saved_models_figures_and_beat_the_mean(searched):
         # the model file stores float32 weights: figures agree to ~1e-6 relative, not bit for bit
         assert fig["mse"] == pytest.approx(np.mean((err * y_scale) ** 2), rel=1e-4), split
         assert fig["r2"] == pytest.approx(1.0 - np.sum(err**2) / np.sum((y - y.mean()) ** 2), rel=1e-4, abs=1e-6)
-    # Baseline on the same test rows, same units: predicting the training rows' mean. The tiny embedding with
-    # the default objective finds a near-constant 2-3-1 here (test MSE 0.2740 against 0.2744), so the bound is
-    # "no worse than the mean", not a factor; tests/search/test_search.py holds the search to 10x the mean.
+    # Baseline on the same test rows, same units: predicting the training rows' mean. (Before the search fitted
+    # with Levenberg-Marquardt and competed with dense references, the tiny embedding ended near-constant here:
+    # 0.2740 against the mean's 0.2744.)
     mean_mse = np.mean(((rows[train, 2].mean() - test_rows[:, 2]) * y_scale) ** 2)
-    assert card["metrics"]["fine_tuned"]["test"]["mse"] <= 1.05 * mean_mse, mean_mse
+    assert card["metrics"]["fine_tuned"]["test"]["mse"] <= 0.1 * mean_mse, mean_mse
 
 
 def test_export_without_a_model_exports_the_latest_run(searched, capsys, monkeypatch):
@@ -121,6 +126,39 @@ def test_export_without_a_model_exports_the_latest_run(searched, capsys, monkeyp
     assert code == 0 and (work / "picked.onnx").exists()
     code, _, err = run_cli(["export", "run1/model.safetensors", "-o", "x.onnx", "--run", "run1"], capsys)
     assert code == 2 and "not both" in err
+
+
+def test_every_front_point_is_listed_and_exports_with_candidate(searched, capsys, monkeypatch):
+    import onnxruntime as ort
+
+    work, _, test = searched
+    monkeypatch.chdir(work)
+    card = json.loads((work / "run1" / "card.json").read_text())
+    front, candidates = card["selection"]["front"], card["selection"]["candidates"]
+    assert [p["k"] for p in front] == list(range(len(front))) and len(front) >= 2
+    assert [p["latency_us"] for p in front] == sorted(p["latency_us"] for p in front)
+    assert sum(p["chosen"] for p in front) == 1  # the chosen network is never dominated
+    for p in front:  # nothing listed on the front is dominated by another candidate
+        c = candidates[p["candidate"]]
+        assert c["on_front"] and not any(
+            o["finetuned_val_mse"] <= c["finetuned_val_mse"] and o["latency_us"] <= c["latency_us"]
+            and o["size_bytes"] <= c["size_bytes"] and o is not c
+            and (o["finetuned_val_mse"], o["latency_us"], o["size_bytes"]) != (c["finetuned_val_mse"], c["latency_us"],
+                                                                             c["size_bytes"])
+            for o in candidates)
+    x = np.loadtxt(test, delimiter=",", skiprows=1)[:, :2]
+    for p in front:
+        code, _, err = run_cli(["export", f"front{p['k']}.onnx", "--run", "run1", "--candidate", str(p["k"])], capsys)
+        assert code == 0, err
+        session = ort.InferenceSession(str(work / f"front{p['k']}.onnx"))
+        kept = [("a", "b").index(name) for name in json.loads(session.get_modelmeta().custom_metadata_map[
+            "feature_names"])]  # an unused input is dropped from the signature (issue "Real data" changes that)
+        exported = session.run(None, {session.get_inputs()[0].name: x[:, kept].astype(np.float32)})[0]
+        model = load_model(work / "run1" / p["file"])
+        np.testing.assert_allclose(exported, forward(model, x), rtol=1e-4, atol=1e-4)
+        assert len(model.hidden) == (0 if p["origin"] == "linear" else p["depth"])
+    code, _, err = run_cli(["export", "x.onnx", "--run", "run1", "--candidate", str(len(front))], capsys)
+    assert code == 2 and f"front points 0-{len(front) - 1}" in err and not (work / "x.onnx").exists()
 
 
 def test_default_run_folder_is_a_timestamp_under_runs(tiny_run, tmp_path, capsys, monkeypatch):
@@ -241,7 +279,7 @@ def test_an_int8_run_writes_the_int8_model_with_its_drift(tmp_path):
     cand = Candidate(depth=2, start=0, step=10, val_mse=0.02, latency_us=30.0, size_bytes=200.0, nonzero_params=40,
                      active_neurons=10, violation=0.0, finetuned_val_mse=0.01, chosen=True)
     target = load_target("raspi4")
-    result = SearchResult(
+    result = SearchResult(candidate_models=(),
         met_budgets=True, model=model, latent_model=model, chosen=cand, candidates=(cand,), closest=None,
         metrics={s: {"train": fig, "validation": fig} for s in ("latent_only", "fine_tuned")}, dtype="int8",
         estimate=estimate(model, target, dtype="int8"), history=({"step": 10, "train_mse": 0.1, "best_val_mse": 0.1,

@@ -1,0 +1,112 @@
+"""The second-order fitter: exact Jacobian (finite differences as the oracle), least squares on a linear model,
+frozen structure, a teacher network recovered, early stopping, determinism."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from swat_edge.model import forward, random_model
+from swat_edge.search import fit as fit_module
+from swat_edge.search.fit import FitSettings, fit_levenberg_marquardt
+
+
+def _data(model, rows: int, seed: int, noise: float = 0.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.uniform(-1, 1, (rows, model.n_inputs)) - model.input_offset) / model.input_scale
+    y = forward(model, x)
+    return x, y + noise * rng.normal(size=y.shape) * y.std(axis=0)
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_jacobian_matches_finite_differences(project: bool) -> None:
+    model = random_model((3, 5, 4, 2), sparsity=0.3, dead_fraction=0.2, seed=3)  # mixed activations, 2 outputs
+    x = np.random.default_rng(0).uniform(-1, 1, (9, 3))
+    structure = fit_module._structure(model.layers)
+    n_fit = len(model.layers) - 1 if project else len(model.layers)
+    sub = fit_module._Structure(*(f[:n_fit] for f in (structure.weight_rows, structure.weight_cols,
+                                                      structure.bias_cols)))
+    jac, prediction = fit_module._jacobian_block(model.layers, structure, x, n_fit, False)
+    theta = fit_module._pack(model.layers, structure)[: sum(structure.sizes[:n_fit])]
+    numeric = []
+    for i in range(len(theta)):
+        shifted = theta.copy()
+        shifted[i] += 1e-7
+        layers = (*fit_module._unpack(shifted, model.layers[:n_fit], sub), *model.layers[n_fit:])
+        numeric.append(((fit_module._predict(layers, x) - prediction) / 1e-7).T.reshape(-1))
+    assert jac.shape == (9 * 2, len(theta))
+    np.testing.assert_allclose(jac, np.array(numeric).T, atol=2e-5)
+
+
+def test_a_linear_model_gets_the_least_squares_solution() -> None:
+    model = random_model((3, 1), seed=2)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3)) * 5.0 + 2.0
+    y = x @ np.array([[1.5], [-2.0], [0.3]]) + 4.0 + rng.normal(size=(200, 1))
+    fitted = fit_levenberg_marquardt(model, x, y, settings=FitSettings(weight_decay=0.0)).model
+    design = np.hstack([x, np.ones((200, 1))])
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    np.testing.assert_allclose(forward(fitted, x), design @ coef, rtol=1e-7, atol=1e-7)
+
+
+def test_structure_stays_frozen() -> None:
+    model = random_model((3, 6, 5, 1), sparsity=0.4, dead_fraction=0.3, seed=5)
+    x, y = _data(random_model((3, 6, 5, 1), seed=9), 300, seed=0)
+    fitted = fit_levenberg_marquardt(model, x, y, settings=FitSettings(max_iterations=20)).model
+    for before, after in zip(model.layers, fitted.layers):
+        assert np.all(after.weight[before.weight == 0.0] == 0.0)  # a pruned weight never comes back
+        assert before.activations == after.activations and np.array_equal(before.mask, after.mask)
+    assert not np.allclose(fitted.hidden[0].weight, model.hidden[0].weight)  # and the free ones did move
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_recovers_a_teacher_network(project: bool) -> None:
+    teacher = random_model((2, 5, 5, 1), activations="tanh", per_layer=True, seed=7)
+    x, y = _data(teacher, 600, seed=1)
+    x_val, y_val = _data(teacher, 200, seed=2)
+    rng = np.random.default_rng(3)
+    start = teacher.replace(hidden=tuple(dataclasses.replace(layer, weight=layer.weight + 0.1 * rng.normal(
+        size=layer.weight.shape)) for layer in teacher.hidden))
+    settings = FitSettings(variable_projection=project, max_iterations=200, weight_decay=0.0)
+    result = fit_levenberg_marquardt(start, x, y, x_val=x_val, y_val=y_val, settings=settings)
+    start_mse = float(np.mean((forward(start, x_val) - y_val) ** 2))
+    assert result.val_mse < 1e-6 * start_mse  # a first-order optimiser gets nowhere near this in 200 steps
+    assert result.val_mse == pytest.approx(float(np.mean((forward(result.model, x_val) - y_val) ** 2)), rel=1e-9)
+
+
+def test_keeps_the_best_validation_iterate() -> None:
+    teacher = random_model((2, 6, 6, 1), activations="tanh", per_layer=True, seed=4)
+    x, y = _data(teacher, 40, seed=1, noise=0.5)  # few noisy rows: the fit overfits
+    x_val, y_val = _data(teacher, 200, seed=2, noise=0.5)
+    result = fit_levenberg_marquardt(random_model((2, 6, 6, 1), activations="tanh", per_layer=True, seed=8), x, y,
+                                     x_val=x_val, y_val=y_val,
+                                     settings=FitSettings(patience=1000, max_float32_error=float("inf")))
+    vals = [v for _, v in result.history]
+    assert result.val_mse == min(vals) and vals[-1] > min(vals)  # it went past the best and came back
+
+
+def test_the_chosen_iterate_runs_in_float32() -> None:
+    # Without weight decay LM walks into valleys where output weights reach 1e11 and float32 cannot reproduce the
+    # network (the export check then fails); the guard keeps only iterates float32 reproduces.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(800, 2))
+    y = ((x[:, 0] ** 2 + x[:, 1] - 1.1) ** 2 + (x[:, 0] + x[:, 1] ** 2 - 0.7) ** 2)[:, None]
+    start = random_model((2, 8, 8, 1), activations="tanh", per_layer=True, seed=0, normalization=False)
+    beyond = np.random.default_rng(0).uniform(-1.5, 1.5, size=(256, 2))
+    errors = {}
+    for guard in (float("inf"), 2.5e-6):
+        settings = FitSettings(weight_decay=0.0, max_float32_error=guard)
+        result = fit_levenberg_marquardt(start, x[:600], y[:600], x_val=x[600:], y_val=y[600:], settings=settings)
+        errors[guard] = fit_module._float32_error(result.model.layers, beyond)
+    assert errors[float("inf")] > 1e-3  # the hazard is real
+    assert errors[2.5e-6] <= 2.5e-6
+
+
+def test_is_deterministic() -> None:
+    model = random_model((3, 6, 5, 1), sparsity=0.2, seed=5)
+    x, y = _data(random_model((3, 6, 5, 1), seed=9), 300, seed=0)
+    a = fit_levenberg_marquardt(model, x, y, settings=FitSettings(max_iterations=15)).model
+    b = fit_levenberg_marquardt(model, x, y, settings=FitSettings(max_iterations=15)).model
+    for la, lb in zip(a.layers, b.layers):
+        assert np.array_equal(la.weight, lb.weight) and np.array_equal(la.bias, lb.bias)

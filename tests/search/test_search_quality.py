@@ -1,0 +1,130 @@
+"""What the search's answer must never be worse than: a straight line on validation (the linear candidate), and
+the fitter it chooses (Levenberg-Marquardt up to full_batch_max_rows, Adam beyond)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from swat_edge.data import Dataset  # noqa: E402
+from swat_edge.device.targets import load_target  # noqa: E402
+from swat_edge.errors import UsageError  # noqa: E402
+from swat_edge.model import forward  # noqa: E402
+from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
+from swat_edge.search.latent import LatentSettings  # noqa: E402
+from swat_edge.search.run import LINEAR_DEPTH, SearchSettings, run_search  # noqa: E402
+
+FAST = SearchSettings(latent=LatentSettings(steps=40, starts_per_depth=3, eval_every=8, cost_every=4),
+                      finetune_steps=30)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    return load_embedding(tiny_run)
+
+
+def _line_data(n: int = 100, seed: int = 0) -> Dataset:
+    # 1 feature, 100 rows, a weak linear trend under heavy noise: a straight line is about all there is to learn
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 10, size=(n, 1))
+    y = 0.3 * x[:, 0] + 2.0 * rng.normal(size=n)
+    return Dataset("line.csv", x, y[:, None], ("x",), ("y",), "0" * 64)
+
+
+def _validation_mse_of_line(data: Dataset, validation_rows: np.ndarray) -> float:
+    train = np.setdiff1d(np.arange(data.n_rows), validation_rows)
+    design = np.hstack([data.x, np.ones((data.n_rows, 1))])
+    coef = np.linalg.lstsq(design[train], data.y[train], rcond=None)[0]
+    return float(np.mean((design[validation_rows] @ coef - data.y[validation_rows]) ** 2))
+
+
+@pytest.mark.parametrize("fitter", ["lm", "adam"])
+def test_never_worse_than_a_straight_line_on_validation(tiny, fitter: str) -> None:
+    data = _line_data()
+    result = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                        settings=dataclasses.replace(FAST, fitter=fitter))
+    val = result.validation_rows
+    found = float(np.mean((forward(result.model, data.x[val]) - data.y[val]) ** 2))
+    assert found <= _validation_mse_of_line(data, val) * (1 + 1e-6)
+    assert any(c.depth == LINEAR_DEPTH for c in result.candidates)  # the line competed
+
+
+def test_the_linear_candidate_is_the_least_squares_line(tiny) -> None:
+    data = _line_data(seed=1)
+    settings = dataclasses.replace(FAST, weights=dataclasses.replace(FAST.weights, sparsity=10.0))  # favours small
+    result = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=settings)
+    linear = next(c for c in result.candidates if c.depth == LINEAR_DEPTH)
+    assert linear.finetuned_val_mse is not None and linear.nonzero_params == 2  # one weight and the bias
+    if result.chosen.depth == LINEAR_DEPTH:
+        assert not result.model.hidden
+
+
+def test_fitter_is_chosen_by_rows_and_can_be_forced() -> None:
+    settings = SearchSettings()
+    assert settings.fitter_for(1000) == "lm" and settings.fitter_for(10**6) == "adam"
+    assert dataclasses.replace(settings, fitter="adam").fitter_for(10) == "adam"
+    with pytest.raises(UsageError, match="--fitter sgd: use auto, lm or adam"):
+        dataclasses.replace(settings, fitter="sgd").fitter_for(10)
+
+
+def test_levenberg_marquardt_beats_adam_on_a_smooth_target() -> None:
+    # The reason LM is the default fitter: from the same start on a smooth target it ends far more accurate than
+    # the Adam schedule it replaced (2,000 steps, cosine learning rate, best validation iterate).
+    from swat_edge.model import random_model
+    from swat_edge.search.fit import fit_levenberg_marquardt
+    from swat_edge.search.latent import fine_tune
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(600, 2))
+    y = (np.sin(2 * x[:, 0]) * np.cos(x[:, 1]))[:, None]
+    start = random_model((2, 5, 5, 1), activations="tanh", per_layer=True, seed=1, normalization=False)
+    settings = SearchSettings()
+    adam = fine_tune(start, x[:450], y[:450], x_val=x[450:], y_val=y[450:], steps=settings.finetune_steps,
+                     lr=settings.finetune_lr, final_lr=settings.finetune_final_lr,
+                     batch_points=settings.finetune_batch_points, check_every=settings.finetune_check_every)
+    lm = fit_levenberg_marquardt(start, x[:450], y[:450], x_val=x[450:], y_val=y[450:], settings=settings.fit).model
+    mse = lambda m: float(np.mean((forward(m, x[450:]) - y[450:]) ** 2))  # noqa: E731
+    assert mse(lm) < 0.1 * mse(adam)
+
+
+def _trial(val_mse: float, latency_us: float, depth: int = 1, score: float = 0.0):
+    from types import SimpleNamespace
+
+    entry = SimpleNamespace(exact=SimpleNamespace(latency_us=(latency_us,)), snapshot=SimpleNamespace(depth=depth))
+    return SimpleNamespace(val_mse=val_mse, entry=entry, score=score)
+
+
+def test_budget_first_picks_the_cheapest_within_tolerance_of_the_best() -> None:
+    from swat_edge.search.run import choose
+
+    best, near, cheap_but_worse, slow = _trial(1.00, 20.0), _trial(1.04, 15.0), _trial(1.2, 10.0), _trial(1.01, 30.0)
+    trials = [best, near, cheap_but_worse, slow]
+    assert choose(trials, SearchSettings()) is near  # within 5% of the best and cheaper than it
+    assert choose(trials, SearchSettings(tolerance=0.0)) is best
+    assert choose(trials, SearchSettings(tolerance=0.5)) is cheap_but_worse
+    # nothing made smaller for its own sake: at equal predicted latency the more accurate network wins
+    a, b = _trial(1.00, 15.0, depth=2), _trial(1.03, 15.0, depth=1)
+    assert choose([b, a], SearchSettings()) is a
+
+
+def test_weighted_choice_uses_the_objective_score() -> None:
+    from swat_edge.search.run import choose
+
+    low_score, high_score = _trial(2.0, 30.0, score=-1.0), _trial(1.0, 10.0, score=0.0)
+    assert choose([high_score, low_score], SearchSettings(choice="weighted")) is low_score
+
+
+def test_pareto_front() -> None:
+    from swat_edge.search.run import pareto_front
+
+    points = [(1.0, 10.0, 100.0), (2.0, 5.0, 100.0), (2.0, 12.0, 100.0), (1.0, 10.0, 100.0), (0.5, 20.0, 50.0)]
+    assert pareto_front(points) == [True, True, False, False, True]  # 2 dominated by 0; 3 repeats 0
+
+
+def test_bad_choice_settings_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="--tolerance -0.1"):
+        SearchSettings(tolerance=-0.1).check()
+    with pytest.raises(UsageError, match="choice 'best'"):
+        SearchSettings(choice="best").check()
