@@ -58,6 +58,7 @@ class FitResult:
     val_mse: float
     iterations: int
     history: tuple[tuple[int, float], ...]
+    best_iteration: int = 0  # the iteration the returned model comes from (0: the start)
 
 
 @dataclass(frozen=True)
@@ -298,12 +299,13 @@ class _Tracker:
     history: list[tuple[int, float]]
     iteration: int = 0
     since_best: int = 0
+    best_iteration: int = 0
 
     def offer(self, layers: tuple[Layer, ...]) -> None:
         val = _validation_mse(self.model, layers, self.x_check, self.y_check)
         self.history.append((self.iteration, val))
         if val < self.best_val and _float32_error(layers, self.x_float32) <= self.max_float32_error:
-            self.best_val, self.best_layers, self.since_best = val, layers, 0
+            self.best_val, self.best_layers, self.since_best, self.best_iteration = val, layers, 0, self.iteration
         else:
             self.since_best += 1
 
@@ -378,4 +380,4 @@ def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
         tracker.since_best = 0  # the next phase gets its own patience
         current = model.replace(hidden=tuple(tracker.best_layers[:-1]), output=tracker.best_layers[-1])
     return FitResult(model=current, val_mse=tracker.best_val, iterations=tracker.iteration,
-                     history=tuple(tracker.history))
+                     history=tuple(tracker.history), best_iteration=tracker.best_iteration)

@@ -50,6 +50,7 @@ __all__ = [
     "search_settings",
     "choose",
     "pareto_front",
+    "uses_cross_validation",
     "LINEAR_DEPTH",
 ]
 
@@ -91,6 +92,11 @@ class SearchSettings:
     # Dense tanh networks of the family's largest width at these depths are fitted too, next to the search's
     # candidates and the linear model: the front then shows what a plain dense network buys on the target.
     dense_reference_depths: tuple[int, ...] = (1, 2)
+    # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
+    # all rows (the fitter stopping early on each held-out fold), then refitted on all rows for the median
+    # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
+    cross_validation_below_rows: int = 1000
+    cross_validation_folds: int = 5
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
     seed: int = 0
 
@@ -260,13 +266,16 @@ def split_and_scale(dataset: Dataset, *, fraction: float, seed: int) -> _Prepare
 
 
 def _figures(model: SparseMLP, x: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
-    pred = forward(model, x)
+    return _figures_of(forward(model, x), y, prep)
+
+
+def _figures_of(pred: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
     err = ((pred - y) * prep.y_scale) ** 2
     centred = ((y - y.mean(axis=0)) * prep.y_scale) ** 2
     sst = centred.sum(axis=0)
     r2 = 1.0 - err.sum(axis=0) / np.where(sst > 0, sst, np.nan)
     return Figures(mse=float(err.mean()), r2=float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
-                   rows=len(x))
+                   rows=len(y))
 
 
 def _compile_unverified(model: SparseMLP, dtype: str) -> SparseMLP:
@@ -325,8 +334,9 @@ class _Trial:
     entry: _PoolEntry
     score: float
     tuned: SparseMLP
-    val_mse: float  # of the tuned model, scaled target
+    val_mse: float  # of the tuned model, scaled target (out-of-fold with cross-validation)
     finetune_history: tuple[tuple[int, float], ...]  # (step, validation MSE on the scaled target)
+    out_of_fold: np.ndarray | None = None  # cross-validation: each row's prediction by the fold that held it out
 
 
 def _assess(problem: _Problem, net: SoftNetwork, threshold: float) -> Assessment:
@@ -461,16 +471,21 @@ def _provenance(problem: _Problem, depth: int, fit: str) -> dict[str, Any]:
             "depth": depth, "fit": fit}
 
 
+def _least_squares_line(problem: _Problem, x: np.ndarray, y: np.ndarray) -> SparseMLP:
+    """The linear model (no hidden layer) fitted by least squares to raw rows x, y."""
+    fields = problem.model_fields
+    x_n = x * fields["input_scale"] + fields["input_offset"]
+    y_n = (y - fields["output_offset"]) / fields["output_scale"]
+    coef = np.linalg.lstsq(np.hstack([x_n, np.ones((len(x_n), 1))]), y_n, rcond=None)[0]
+    return SparseMLP.make([], Layer.make(coef[:-1], coef[-1], "identity"),
+                          provenance=_provenance(problem, LINEAR_DEPTH, "least squares"),
+                          calibration=_calibration_rows(problem), **fields)
+
+
 def _linear_entry(problem: _Problem) -> _PoolEntry | None:
     """The least-squares linear model as a candidate, so the search never ends worse than a straight line on
     validation."""
-    fields = problem.model_fields
-    x_n = problem.x_train * fields["input_scale"] + fields["input_offset"]
-    y_n = (problem.y_train - fields["output_offset"]) / fields["output_scale"]
-    coef = np.linalg.lstsq(np.hstack([x_n, np.ones((len(x_n), 1))]), y_n, rcond=None)[0]
-    model = SparseMLP.make([], Layer.make(coef[:-1], coef[-1], "identity"),
-                           provenance=_provenance(problem, LINEAR_DEPTH, "least squares"),
-                           calibration=_calibration_rows(problem), **fields)
+    model = _least_squares_line(problem, problem.x_train, problem.y_train)
     return _reference_entry(problem, model, LINEAR_DEPTH, "linear")
 
 
@@ -524,6 +539,49 @@ def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
     score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
     scale2 = float(np.mean(prep.y_scale**2))  # the fitters report MSE in raw units
     return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history))
+
+
+def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
+    """Whether a search over `rows` rows (training file) scores its candidates by cross-validation."""
+    return rows < settings.cross_validation_below_rows and settings.fitter_for(rows) == "lm"
+
+
+def _all_rows(problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of the training file (training and validation split), in the file's order."""
+    order = np.argsort(np.concatenate([problem.prep.train, problem.prep.val]))
+    return (np.vstack([problem.x_train, problem.x_val])[order], np.vstack([problem.y_train, problem.y_val])[order])
+
+
+def _folds(rows: int, folds: int, seed: int) -> list[np.ndarray]:
+    return np.array_split(np.random.default_rng(seed).permutation(rows), min(folds, rows))
+
+
+def _cross_validated_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
+    """k-fold scores of one candidate (fitted from its start on each fold's complement, stopped on the fold),
+    then the candidate refitted on all rows for the median best iteration count."""
+    settings, prep = problem.settings, problem.prep
+    x_all, y_all = _all_rows(problem)
+    out_of_fold = np.empty_like(y_all)
+    best_iterations, history = [], ()
+    for held in _folds(len(x_all), settings.cross_validation_folds, settings.seed):
+        kept = np.setdiff1d(np.arange(len(x_all)), held)
+        # The line starts from its own fold's solution: its usual start was fitted on rows of this fold. (The
+        # searched networks' starts come from the latent search on the training split: a mild optimism that
+        # the dense references, from random starts, do not have.)
+        start = _least_squares_line(problem, x_all[kept], y_all[kept]) if entry.origin == "linear" else entry.model
+        fitted = fit_levenberg_marquardt(start, x_all[kept], y_all[kept], x_val=x_all[held],
+                                         y_val=y_all[held], settings=settings.fit)
+        out_of_fold[held] = forward(fitted.model, x_all[held])
+        best_iterations.append(fitted.best_iteration)
+        history = history or fitted.history
+    iterations = int(np.median(best_iterations))
+    start = _least_squares_line(problem, x_all, y_all) if entry.origin == "linear" else entry.model
+    refit = fit_levenberg_marquardt(start, x_all, y_all, settings=replace(
+        settings.fit, max_iterations=iterations, patience=iterations + 1)).model
+    val_scaled = _figures_of(out_of_fold, y_all, prep).mse
+    score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
+    scale2 = float(np.mean(prep.y_scale**2))
+    return _Trial(entry, score, refit, val_scaled, tuple((step, val * scale2) for step, val in history), out_of_fold)
 
 
 def _latent_only(problem: _Problem, trials: list[_Trial], chosen: _Trial) -> SparseMLP:
@@ -666,7 +724,9 @@ def run_search(
         return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
     if stage is not None:
         stage(_finetune_stage_message(pool, settings, len(problem.x_train)))
-    trials = [_fine_tune_entry(problem, entry) for entry in pool]
+    cross_validation = uses_cross_validation(settings, dataset.n_rows)
+    fit_entry = _cross_validated_entry if cross_validation else _fine_tune_entry
+    trials = [fit_entry(problem, entry) for entry in pool]
     best_trial = choose(trials, settings)
     final = best_trial.tuned
     latent_model = _latent_only(problem, trials, best_trial)
@@ -685,14 +745,39 @@ def run_search(
         name: {split: _figures(m, x, y, problem.prep) for split, (x, y) in splits.items()}
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
+    predictions = _prediction_samples(splits, final, settings.seed)
+    notes = problem.prep.notes
+    if cross_validation:
+        metrics, predictions, split_rows = _cross_validation_figures(problem, best_trial, metrics, predictions,
+                                                                     split_rows)
+        notes += (f"{dataset.n_rows} rows (< {settings.cross_validation_below_rows}): candidates chosen by "
+                  f"{len(_folds(dataset.n_rows, settings.cross_validation_folds, 0))}-fold cross-validation over all "
+                  "rows, then refitted on all of them; validation figures are out-of-fold",)
     est = estimate(final, target, dtype="int8" if settings.int8 else None)
     return SearchResult(
         met_budgets=True, model=final, latent_model=latent_model, chosen=next(c for c in candidates if c.chosen),
         candidates=candidates, candidate_models=tuple(t.tuned for t in trials), closest=None, metrics=metrics,
         dtype=est.dtype, estimate=est, history=history,
-        finetune_history=best_trial.finetune_history, predictions=_prediction_samples(splits, final, settings.seed),
-        split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
+        finetune_history=best_trial.finetune_history, predictions=predictions,
+        split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=notes,
     )
+
+
+def _cross_validation_figures(problem: _Problem, chosen: _Trial, metrics: dict[str, dict[str, Figures]],
+                              predictions: dict[str, tuple[np.ndarray, np.ndarray]], split_rows: dict[str, int]
+                              ) -> tuple[dict[str, dict[str, Figures]], dict[str, tuple[np.ndarray, np.ndarray]],
+                                         dict[str, int]]:
+    """With cross-validation the chosen model saw every row: its "train" figure is on all rows and its
+    "validation" figure is the out-of-fold one (what chose it); the latent-only figures keep the search's split."""
+    x_all, y_all = _all_rows(problem)
+    fine_tuned = dict(metrics["fine_tuned"])
+    fine_tuned["train"] = _figures(chosen.tuned, x_all, y_all, problem.prep)
+    fine_tuned["validation"] = _figures_of(chosen.out_of_fold, y_all, problem.prep)
+    keep = np.random.default_rng(problem.settings.seed).permutation(len(y_all))[:_PLOT_ROWS]
+    predictions = {**predictions, "validation": (y_all[keep], chosen.out_of_fold[keep])}
+    split_rows = {**split_rows, "train": len(y_all), "validation": len(y_all),
+                  "folds": len(_folds(len(y_all), problem.settings.cross_validation_folds, 0))}
+    return {**metrics, "fine_tuned": fine_tuned}, predictions, split_rows
 
 
 def single_activation(model: SparseMLP, target: TargetProfile) -> SparseMLP:

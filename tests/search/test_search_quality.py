@@ -40,15 +40,48 @@ def _validation_mse_of_line(data: Dataset, validation_rows: np.ndarray) -> float
     return float(np.mean((design[validation_rows] @ coef - data.y[validation_rows]) ** 2))
 
 
-@pytest.mark.parametrize("fitter", ["lm", "adam"])
-def test_never_worse_than_a_straight_line_on_validation(tiny, fitter: str) -> None:
+def test_never_worse_than_a_straight_line_on_validation_with_a_holdout(tiny) -> None:
     data = _line_data()
     result = run_search(data, embedding=tiny, target=load_target("raspi4"),
-                        settings=dataclasses.replace(FAST, fitter=fitter))
+                        settings=dataclasses.replace(FAST, fitter="adam"))  # Adam keeps the holdout split
     val = result.validation_rows
     found = float(np.mean((forward(result.model, data.x[val]) - data.y[val]) ** 2))
     assert found <= _validation_mse_of_line(data, val) * (1 + 1e-6)
     assert any(c.depth == LINEAR_DEPTH for c in result.candidates)  # the line competed
+
+
+def _cross_validated_line_mse(data: Dataset, folds: int, seed: int) -> float:
+    """The oracle: k-fold out-of-fold MSE of a least-squares line, on the target scaled as the search scales it."""
+    rows = np.random.default_rng(seed).permutation(data.n_rows)
+    design = np.hstack([data.x, np.ones((data.n_rows, 1))])
+    out_of_fold = np.empty_like(data.y)
+    for held in np.array_split(rows, folds):
+        kept = np.setdiff1d(np.arange(data.n_rows), held)
+        out_of_fold[held] = design[held] @ np.linalg.lstsq(design[kept], data.y[kept], rcond=None)[0]
+    return float(np.mean((out_of_fold - data.y) ** 2))
+
+
+def test_small_data_is_chosen_by_cross_validation_and_never_worse_than_a_line(tiny) -> None:
+    data = _line_data()  # 100 rows, 1 feature, mostly noise
+    result = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
+    assert result.split_rows["folds"] == 5 and result.split_rows["validation"] == 100
+    assert any("5-fold cross-validation" in note for note in result.notes)
+    linear = next(c for c in result.candidates if c.depth == LINEAR_DEPTH)
+    assert result.chosen.finetuned_val_mse <= linear.finetuned_val_mse * (1 + 1e-9)
+    # the linear candidate's figure is the k-fold MSE an independent least-squares fit gets on the same folds
+    train_rows = np.setdiff1d(np.arange(data.n_rows), result.validation_rows)
+    y_scale = 2.0 / np.ptp(data.y[train_rows])  # the [-1, 1] scaling of the search's training rows
+    assert linear.finetuned_val_mse == pytest.approx(_cross_validated_line_mse(data, 5, 0) * y_scale**2, rel=1e-3)
+    assert result.metrics["fine_tuned"]["validation"].mse == pytest.approx(result.chosen.finetuned_val_mse)
+    assert result.metrics["fine_tuned"]["validation"].rows == 100
+
+
+def test_cross_validation_only_below_the_row_limit_and_with_levenberg_marquardt() -> None:
+    from swat_edge.search.run import uses_cross_validation
+
+    settings = SearchSettings()
+    assert uses_cross_validation(settings, 999) and not uses_cross_validation(settings, 1000)
+    assert not uses_cross_validation(dataclasses.replace(settings, fitter="adam"), 100)
 
 
 def test_the_linear_candidate_is_the_least_squares_line(tiny) -> None:
