@@ -20,7 +20,7 @@ import torch
 from ..device.targets import TargetProfile
 from ..errors import InputError
 from ..model import ACTIVATIONS, Layer, SparseMLP, forward
-from .embedding.decode import NetLayout, SoftNetwork, decode_soft, harden, soft_forward, to_sparse_mlp
+from .embedding.decode import NetLayout, SoftNetwork, decode_soft, harden, soft_forward, soft_hidden, to_sparse_mlp
 from .objective import (
     Budgets,
     LinearizedCost,
@@ -329,6 +329,10 @@ class LatentSettings:
     threshold_max: float = 3.0  # the paper clamps the learnable weight threshold to [0, 3]
     cost_every: int = 50  # steps between exact cost-model evaluations (linearised in between; ~80 ms each)
     init: str = "encoded"  # "encoded": latents of random family MLPs; "normal": N(0, 1)
+    # score each hard network with its output layer solved by least squares on the training rows (variable
+    # projection, as the fine-tuner does) instead of the decoder's output layer
+    variable_projection: bool = True
+    projection_rows: int = 2048
     max_val_rows: int = 4096  # validation rows scored during the search (all rows for the final figures)
     seed: int = 0
 
@@ -452,6 +456,11 @@ class _SearchSetup:
     budgets: Budgets
     cost: LinearizedCost | None  # None: no cost terms in the training loss
     assess: Assess | None  # None: hard candidates are scored without deployed figures
+
+    @property
+    def projection_rows(self) -> int:
+        """Training rows for the output layer's least-squares solve when scoring (0: score as decoded)."""
+        return self.settings.projection_rows if self.settings.variable_projection else 0
 
 
 @dataclass(frozen=True)
@@ -584,7 +593,8 @@ def _score_hard_iterates(setup: _SearchSetup, latents: dict[int, torch.Tensor], 
     with torch.no_grad():
         stack = _decode_stack(setup, latents)
         hard = harden_stack(stack, thresholds, setup.n_inputs)
-        vals = ((soft_forward(hard.net, data.x_val) - data.y_val) ** 2).mean(dim=(1, 2))
+        vals = (_projected_val_mse(hard.net, data, setup.projection_rows) if setup.projection_rows
+                else ((soft_forward(hard.net, data.x_val) - data.y_val) ** 2).mean(dim=(1, 2)))
         nonzero = expected_nonzero_params(hard)
         # a real layer with every neuron off makes the output a constant: not a model worth keeping
         alive = ((hard.gates.sum(dim=2) > 0) | ~hard.live).all(dim=1)
@@ -606,6 +616,26 @@ def _score_hard_iterates(setup: _SearchSetup, latents: dict[int, torch.Tensor], 
         ), alive=bool(alive[b]))
     board.update_leader()
     return val_by_depth
+
+
+def _projected_val_mse(net: SoftNetwork, data: _SearchData, rows: int) -> torch.Tensor:
+    """Validation MSE (B,) of each hard network with its output layer replaced by the least-squares solve on (at
+    most `rows`) training rows, zero output weights kept zero: what the fine-tuner's variable projection starts
+    from, so the search ranks hidden stacks by what they can fit rather than by the decoder's output layer."""
+    spread = torch.as_tensor(np.unique(np.linspace(0, len(data.x_train) - 1, rows).round().astype(np.int64)))
+    x_train, y_train = data.x_train[spread], data.y_train[spread]  # spread over the file, whatever its order
+    h_train = soft_hidden(net, x_train).double()
+    h_val = soft_hidden(net, data.x_val).double()
+    out_weight = net.weights[-1].double()  # (B, W, n_outputs)
+    errors = []
+    for k in range(out_weight.shape[2]):
+        keep = (out_weight[:, None, :, k] != 0).double()
+        design = torch.cat([h_train * keep, torch.ones_like(h_train[..., :1])], dim=2)
+        target = y_train[:, k].double().expand(len(design), -1).unsqueeze(2)
+        coef = torch.linalg.lstsq(design, target, driver="gelsd").solution
+        design_val = torch.cat([h_val * keep, torch.ones_like(h_val[..., :1])], dim=2)
+        errors.append(((design_val @ coef)[..., 0] - data.y_val[:, k].double()) ** 2)
+    return torch.stack(errors, dim=2).mean(dim=(1, 2)).float()
 
 
 def _leader_figures(leader: Snapshot | None) -> dict[str, float | None]:

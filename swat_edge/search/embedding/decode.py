@@ -218,15 +218,21 @@ def _mix(z: torch.Tensor, probs: torch.Tensor, gates: torch.Tensor, names: Seque
     return torch.zeros_like(z) if out is None else out
 
 
-def soft_forward(net: SoftNetwork, x: torch.Tensor) -> torch.Tensor:
-    """Outputs (B, P, n_outputs) of the soft networks on inputs x: (P, n) shared or (B, P, n) per network,
-    n <= max_inputs (missing columns are zero-padded)."""
+def soft_hidden(net: SoftNetwork, x: torch.Tensor) -> torch.Tensor:
+    """What the output layer sees: (B, P, W) activations of the last hidden layer (the inputs, padded, for a
+    network without one) on inputs x: (P, n) shared or (B, P, n) per network."""
     x = pad_inputs(x, net.max_inputs)
     h = x.unsqueeze(0).expand(net.batch_size, -1, -1) if x.ndim == 2 else x
     for l in range(net.depth):
         z = torch.matmul(h, net.weights[l]) + net.biases[l][:, None, :]
         h = _mix(z, net.activation_probs[:, l], net.gate_probs[:, l], net.activations)
-    return torch.matmul(h, net.weights[-1]) + net.biases[-1][:, None, :]
+    return h
+
+
+def soft_forward(net: SoftNetwork, x: torch.Tensor) -> torch.Tensor:
+    """Outputs (B, P, n_outputs) of the soft networks on inputs x: (P, n) shared or (B, P, n) per network,
+    n <= max_inputs (missing columns are zero-padded)."""
+    return torch.matmul(soft_hidden(net, x), net.weights[-1]) + net.biases[-1][:, None, :]
 
 
 def to_sparse_mlp(
