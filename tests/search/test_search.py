@@ -1,6 +1,7 @@
 """The search library: the stacked relaxation is exact on hard networks, the cost terms match the cost model,
 the search is deterministic, budgets are enforced, bad data is refused; CORNN when the data is there."""
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -263,3 +264,30 @@ def test_single_activation_projection_keeps_weights_and_picks_the_majority():
         np.testing.assert_array_equal(a.weight, b.weight)
         np.testing.assert_array_equal(a.mask, b.mask)
     assert estimate(projected, target).latency_us[0] < estimate(model, target).latency_us[0]
+
+
+def test_projected_scores_equal_a_least_squares_output_layer_on_the_exported_models(default_shape_module):
+    """The search's variable-projection score, against an oracle: each exported hard network's hidden layers run by
+    the reference forward, its output layer refitted by numpy least squares (zero output weights kept zero)."""
+    from swat_edge.model import _layer_forward
+    from swat_edge.search.latent import _projected_val_mse, _SearchData
+
+    n_inputs = 2
+    rng = np.random.default_rng(3)
+    x_train, x_val = rng.uniform(-1, 1, size=(300, n_inputs)), rng.uniform(-1, 1, size=(50, n_inputs))
+    f = lambda x: np.sin(2 * x[:, :1]) + x[:, 1:] ** 2  # noqa: E731
+    data = _SearchData(*(torch.as_tensor(a, dtype=torch.float32) for a in (x_train, f(x_train), x_val, f(x_val))))
+    with torch.no_grad():
+        stack = _stack(default_shape_module)
+        thresholds = torch.full((stack.depth.shape[0],), 0.2)
+        hard = harden_stack(stack, thresholds, n_inputs)
+        scores = _projected_val_mse(hard.net, data, rows=300).numpy()
+    for b in range(stack.depth.shape[0]):
+        model = to_sparse_mlp(unstack(stack, b), 0, n_inputs=n_inputs, weight_threshold=0.2)
+        hidden = lambda x: functools.reduce(lambda h, layer: _layer_forward(layer, h), model.hidden,  # noqa: E731
+                                            x.astype(np.float32).astype(np.float64))
+        keep = model.output.weight[:, 0] != 0
+        design = lambda x: np.hstack([hidden(x)[:, keep], np.ones((len(x), 1))])  # noqa: E731
+        coef = np.linalg.lstsq(design(x_train), f(x_train), rcond=None)[0]
+        oracle = float(np.mean((design(x_val) @ coef - f(x_val)) ** 2))
+        assert scores[b] == pytest.approx(oracle, rel=2e-3, abs=1e-6), b
