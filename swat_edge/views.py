@@ -201,6 +201,13 @@ def print_budgets_missed(result: SearchResult, target: str, budget_us: float | N
         f"{c.active_neurons} active neurons, validation MSE {c.val_mse:.3g} (latent only); relax "
         "--latency-budget/--size-budget or choose another --target; nothing written", markup=False,
     )
+    if result.candidates:  # what the target can reach, so the user sees which budget would be met
+        print_table(
+            f"reachable on {target} (not fine-tuned; cheapest first)",
+            ["network", "validation MSE", f"predicted us on {target}", "bytes", "non-zero params"],
+            [(cand.origin if cand.origin == "linear" else f"{cand.origin}, depth {cand.depth}", f"{cand.val_mse:.3g}",
+              f"{cand.latency_us:.1f}", f"{cand.size_bytes:.0f}", cand.nonzero_params) for cand in result.candidates],
+        )
 
 
 def print_front(card: dict[str, Any]) -> None:

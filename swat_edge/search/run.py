@@ -461,9 +461,14 @@ def _reference_entry(problem: _Problem, model: SparseMLP, depth: int, origin: st
     exact = _within_budgets(problem, model)
     if exact is None:
         return None
-    snapshot = Snapshot(depth=depth, start=-1, step=0, val_mse=math.nan, score=math.inf, latent=np.zeros(0),
-                        threshold=0.0, assessment=None, violation=0.0)
-    return _PoolEntry(score=math.inf, snapshot=snapshot, model=model, exact=exact, projected=False, origin=origin)
+    return _PoolEntry(score=math.inf, snapshot=_reference_snapshot(depth), model=model, exact=exact, projected=False,
+                      origin=origin)
+
+
+def _reference_snapshot(depth: int) -> Snapshot:
+    """The placeholder snapshot of a network from outside the latent space (start -1)."""
+    return Snapshot(depth=depth, start=-1, step=0, val_mse=math.nan, score=math.inf, latent=np.zeros(0),
+                    threshold=0.0, assessment=None, violation=0.0)
 
 
 def _provenance(problem: _Problem, depth: int, fit: str) -> dict[str, Any]:
@@ -673,8 +678,9 @@ def _search_latents(problem: _Problem, progress: Callable[[int, int, dict[str, A
 
 def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, history: tuple[dict[str, Any], ...],
                             split_rows: dict[str, int], timings: dict[str, float]) -> SearchResult:
-    """The result when no network met the budgets: the closest one's figures (or an error when every network
-    the search found is a constant)."""
+    """The result when no network met the budgets: the closest one's figures and what is reachable on the target
+    (the linear model and each depth's best searched network, not fine-tuned, cheapest first) in `candidates`;
+    or an error when every network the search found is a constant."""
     closest = run.closest
     assert closest is not None, "bug: the search scored no candidate"
     if not problem.budgets.any or closest.violation == 0.0:
@@ -683,8 +689,15 @@ def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, h
             "off); try more --steps, another --seed, or a lower --latency-weight"
         )
     model = _build(problem, closest)
+    line = _least_squares_line(problem, problem.x_train, problem.y_train)
+    reachable = [_candidate(problem, _reference_snapshot(LINEAR_DEPTH), line,
+                            estimate(line, problem.target, dtype=problem.dtype), origin="linear")]
+    for snap in [closest, *(s for s in _best_per_depth(run.unconstrained).values() if s is not closest)]:
+        searched = _build(problem, snap)
+        reachable.append(_candidate(problem, snap, searched, estimate(searched, problem.target, dtype=problem.dtype)))
     return SearchResult(
-        met_budgets=False, model=None, latent_model=None, chosen=None, candidates=(), candidate_models=(),
+        met_budgets=False, model=None, latent_model=None, chosen=None,
+        candidates=tuple(sorted(reachable, key=lambda c: (c.latency_us, c.val_mse))), candidate_models=(),
         closest=_candidate(problem, closest, model, estimate(model, problem.target, dtype=problem.dtype)),
         metrics={}, dtype=problem.dtype, estimate=None, history=history, finetune_history=(), predictions={},
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,

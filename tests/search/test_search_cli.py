@@ -189,9 +189,11 @@ def test_an_unmet_budget_exits_1_with_the_closest_candidate_and_writes_nothing(t
                                                                                monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = _write_csv(tmp_path / "d.csv")
-    code, _, err = run_cli(["search", "--data", data, "--target", "raspi4", "--embedding", tiny_run,
-                            "--latency-budget", "2us", "--out", "r", *FAST], capsys)
+    code, out, err = run_cli(["search", "--data", data, "--target", "raspi4", "--embedding", tiny_run,
+                              "--latency-budget", "2us", "--out", "r", *FAST], capsys)
     assert code == 1
+    # what is reachable is printed, cheapest first, so the user sees which budget would be met
+    assert "reachable on raspi4" in out and "linear" in out
     line = err.strip().splitlines()[-1]
     assert line.startswith("FAILED: no candidate met the budgets (latency <= 2 us) on raspi4; closest: depth ")
     assert "us and " in line and "non-zero parameters" in line and line.endswith("nothing written")
