@@ -339,8 +339,8 @@ def front_svg(card: dict[str, Any], *, width: int = 620, height: int = 320) -> s
         body.append(f'<line x1="{bx:.1f}" x2="{bx:.1f}" y1="{frame.top}" y2="{height - frame.bottom}" '
                     'stroke="#c00" stroke-dasharray="5 3"/>')
         body.append(f'<text x="{bx + 3:.1f}" y="{frame.top + 12}" fill="#c00">budget</text>')
-    for i, (label, color) in enumerate(colors.items()):
-        ly = frame.top + 14 + 14 * i
+    for i, (label, color) in enumerate(colors.items()):  # bottom left: a front falls from top left to bottom right
+        ly = height - frame.bottom - 8 - 14 * (len(colors) - 1 - i)
         body.append(f'<circle cx="{frame.left + 10}" cy="{ly - 4}" r="3" fill="{color}"/>')
         body.append(f'<text x="{frame.left + 18}" y="{ly}">{_e(label)}</text>')
     return _svg(width, height, body)
