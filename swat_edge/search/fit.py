@@ -5,10 +5,11 @@ Networks in the family have at most a few hundred parameters, so the Jacobian (r
 one batched backward pass per output and J^T J is a small P x P matrix. Zero weights, gated-off neurons and
 activations stay frozen (the search's structure); what moves is every non-zero weight and active bias.
 
-Variable projection (Golub & Pereyra; Kaufman's Jacobian): for any hidden stack the output layer's best weights
-are a least-squares solve, so LM moves only the hidden parameters and the output layer is solved at every
-evaluation. A network with no hidden layer is a single least-squares solve. numpy only (float64): the fit is
-deterministic for the same inputs on CPU.
+Two phases share one iteration budget. First variable projection (Golub & Pereyra; Kaufman's Jacobian): for any
+hidden stack the output layer's best weights are a least-squares solve, so LM moves only the hidden parameters and
+the output layer is solved at every evaluation; then LM on every parameter from the best iterate, which goes on
+where the projected problem stalls. Every accepted step is checked on the validation rows (the best iterate that
+float32 reproduces is kept). numpy only (float64, one BLAS thread): deterministic for the same inputs on CPU.
 """
 from __future__ import annotations
 
