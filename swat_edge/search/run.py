@@ -1,10 +1,12 @@
-"""`swat-edge search` on the torch side: check, split and scale the data, search latents, select, prune, fine-tune.
+"""`swat-edge search` on the torch side: check, split and scale the data, search latents, gather candidates
+(searched networks, the linear model, dense references), fine-tune them, choose budget-first, and report the front.
 
 Protocol (SWAT-NN's, reference/method.md): inputs and target are scaled to [-1, 1] with the *training* rows'
 min and max; MSE figures are on that scaled target (comparable with the paper's CORNN numbers); the search
 itself standardises the target and every scaling is folded into the returned model exactly. A validation split
-of the training file decides everything (the best iterate of each start, the depth, the fine-tuning stop);
-a test file, when given, is only evaluated.
+of the training file decides everything (the best iterate of each start, the candidates, the fine-tuning stop,
+the choice); below SearchSettings.cross_validation_below_rows rows, k-fold cross-validation over the training
+file scores the candidates instead. A test file, when given, is only evaluated.
 """
 from __future__ import annotations
 
