@@ -635,7 +635,8 @@ def choose(trials: list[_Trial], settings: SearchSettings) -> _Trial:
                                               trial.entry.snapshot.depth))
 
 
-def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, train_rows: int) -> str:
+def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, train_rows: int,
+                            cross_validation_rows: int | None = None) -> str:
     names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool
                       if e.origin == "search")
     references = list(dict.fromkeys(  # restarts of one dense reference named once
@@ -643,7 +644,10 @@ def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, tr
         for e in pool if e.origin != "search"))
     if settings.dense_reference_restarts > 1 and any(e.origin == "dense" for e in pool):
         references.append(f"{settings.dense_reference_restarts} starts each")
-    if settings.fitter_for(train_rows) == "lm":
+    if cross_validation_rows is not None:
+        how = (f"Levenberg-Marquardt, {settings.cross_validation_folds}-fold cross-validation over all "
+               f"{cross_validation_rows} rows, then refitted on all of them")
+    elif settings.fitter_for(train_rows) == "lm":
         how = (f"Levenberg-Marquardt, full batch of {train_rows} rows, up to {settings.fit.max_iterations} "
                "iterations each")
     else:
@@ -762,9 +766,10 @@ def run_search(
     pool = _fine_tune_pool(problem, run)
     if not pool:
         return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
-    if stage is not None:
-        stage(_finetune_stage_message(pool, settings, len(problem.x_train)))
     cross_validation = uses_cross_validation(settings, dataset.n_rows)
+    if stage is not None:
+        stage(_finetune_stage_message(pool, settings, len(problem.x_train),
+                                      dataset.n_rows if cross_validation else None))
     fit_entry = _cross_validated_entry if cross_validation else _fine_tune_entry
     trials = _best_restarts([fit_entry(problem, entry) for entry in pool])
     best_trial = choose(trials, settings)
