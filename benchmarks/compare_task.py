@@ -134,19 +134,10 @@ def search_split(task: Task, settings) -> Split:
 
 
 def fit_like_the_search(model, split: Split, settings):
-    """One start fitted exactly as run_search fine-tunes a candidate (run._fine_tune_entry): the fitter
-    SearchSettings.fitter_for picks for this many rows, with the search's settings, early-stopped on the
-    validation rows (the best validation iterate is kept)."""
-    from swat_edge.search import fit as search_fit
-    from swat_edge.search import latent
+    """One start fitted exactly as run_search fine-tunes a candidate (swat_edge.search.run.fit_candidate)."""
+    from swat_edge.search.run import fit_candidate
 
-    if settings.fitter_for(len(split.x_train)) == "lm":
-        return search_fit.fit_levenberg_marquardt(model, split.x_train, split.y_train, x_val=split.x_val,
-                                                  y_val=split.y_val, settings=settings.fit).model
-    return latent.fine_tune(model, split.x_train, split.y_train, x_val=split.x_val, y_val=split.y_val,
-                            steps=settings.finetune_steps, lr=settings.finetune_lr,
-                            final_lr=settings.finetune_final_lr, seed=settings.seed,
-                            batch_points=settings.finetune_batch_points, check_every=settings.finetune_check_every)
+    return fit_candidate(model, split.x_train, split.y_train, split.x_val, split.y_val, settings)[0]
 
 
 def validation_mse(model, split: Split) -> float:

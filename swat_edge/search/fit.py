@@ -221,10 +221,11 @@ class _Problem:
         self.project = project and bool(model.hidden)
         self.n_fit = len(self.layers) - 1 if self.project else len(self.layers)
         self.n_params = sum(self.structure.sizes[: self.n_fit])
+        self.fitted_structure = _Structure(*(f[: self.n_fit] for f in (
+            self.structure.weight_rows, self.structure.weight_cols, self.structure.bias_cols)))
 
     def layers_for(self, theta: np.ndarray) -> tuple[Layer, ...]:
-        fitted = _unpack(theta, self.layers[: self.n_fit], _Structure(*(f[: self.n_fit] for f in (
-            self.structure.weight_rows, self.structure.weight_cols, self.structure.bias_cols))))
+        fitted = _unpack(theta, self.layers[: self.n_fit], self.fitted_structure)
         if not self.project:
             return fitted
         inputs, _ = _hidden_forward(fitted, self.x)

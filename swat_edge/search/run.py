@@ -10,6 +10,7 @@ file scores the candidates instead. A test file, when given, is only evaluated.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ __all__ = [
     "single_activation",
     "run_search",
     "search_settings",
+    "fit_candidate",
     "choose",
     "pareto_front",
     "uses_cross_validation",
@@ -319,6 +321,12 @@ class _Problem:
     def n_inputs(self) -> int:
         return self.x_train.shape[1]
 
+    @functools.cached_property
+    def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every row of the training file (training and validation split), in the file's order."""
+        order = np.argsort(np.concatenate([self.prep.train, self.prep.val]))
+        return np.vstack([self.x_train, self.x_val])[order], np.vstack([self.y_train, self.y_val])[order]
+
 
 @dataclass(frozen=True)
 class _PoolEntry:
@@ -545,22 +553,34 @@ def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
     return pool + ([linear] if linear is not None else []) + _dense_entries(problem, family)
 
 
-def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
-    settings, prep = problem.settings, problem.prep
-    if settings.fitter_for(len(problem.x_train)) == "lm":
-        fitted = fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
-                                         y_val=problem.y_val, settings=settings.fit)
-        tuned, history = fitted.model, list(fitted.history)
-    else:
-        history = []
-        tuned = fine_tune(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val, y_val=problem.y_val,
-                          steps=settings.finetune_steps, lr=settings.finetune_lr, final_lr=settings.finetune_final_lr,
-                          seed=settings.seed, batch_points=settings.finetune_batch_points, history=history,
-                          check_every=settings.finetune_check_every)
-    val_scaled = _figures(tuned, problem.x_val, problem.y_val, prep).mse
+def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                  settings: SearchSettings) -> tuple[SparseMLP, tuple[tuple[int, float], ...]]:
+    """One network fine-tuned as the search fine-tunes every candidate: the fitter `settings.fitter_for` picks for
+    this many rows, early-stopped on (x_val, y_val), the best iterate kept. Returns the model and its (step,
+    validation MSE in raw units) history. Baselines that must get the same care call this."""
+    if settings.fitter_for(len(x_train)) == "lm":
+        fitted = fit_levenberg_marquardt(model, x_train, y_train, x_val=x_val, y_val=y_val, settings=settings.fit)
+        return fitted.model, fitted.history
+    history: list[tuple[int, float]] = []
+    tuned = fine_tune(model, x_train, y_train, x_val=x_val, y_val=y_val, steps=settings.finetune_steps,
+                      lr=settings.finetune_lr, final_lr=settings.finetune_final_lr, seed=settings.seed,
+                      batch_points=settings.finetune_batch_points, history=history,
+                      check_every=settings.finetune_check_every)
+    return tuned, tuple(history)
+
+
+def _trial(problem: _Problem, entry: _PoolEntry, tuned: SparseMLP, val_scaled: float,
+           history: tuple[tuple[int, float], ...], out_of_fold: np.ndarray | None = None) -> _Trial:
+    """A fitted pool entry with its objective score; history comes in raw units and is kept on the scaled target."""
     score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
-    scale2 = float(np.mean(prep.y_scale**2))  # the fitters report MSE in raw units
-    return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history))
+    scale2 = float(np.mean(problem.prep.y_scale**2))
+    return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history), out_of_fold)
+
+
+def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
+    tuned, history = fit_candidate(entry.model, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
+                                   problem.settings)
+    return _trial(problem, entry, tuned, _figures(tuned, problem.x_val, problem.y_val, problem.prep).mse, history)
 
 
 def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
@@ -568,21 +588,19 @@ def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
     return rows < settings.cross_validation_below_rows and settings.fitter_for(rows) == "lm"
 
 
-def _all_rows(problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
-    """Every row of the training file (training and validation split), in the file's order."""
-    order = np.argsort(np.concatenate([problem.prep.train, problem.prep.val]))
-    return (np.vstack([problem.x_train, problem.x_val])[order], np.vstack([problem.y_train, problem.y_val])[order])
+def _fold_count(rows: int, folds: int) -> int:
+    return min(folds, rows)
 
 
 def _folds(rows: int, folds: int, seed: int) -> list[np.ndarray]:
-    return np.array_split(np.random.default_rng(seed).permutation(rows), min(folds, rows))
+    return np.array_split(np.random.default_rng(seed).permutation(rows), _fold_count(rows, folds))
 
 
 def _cross_validated_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
     """k-fold scores of one candidate (fitted from its start on each fold's complement, stopped on the fold),
     then the candidate refitted on all rows for the median best iteration count."""
     settings, prep = problem.settings, problem.prep
-    x_all, y_all = _all_rows(problem)
+    x_all, y_all = problem.all_rows
     out_of_fold = np.empty_like(y_all)
     best_iterations, history, fold_models = [], (), []
     for held in _folds(len(x_all), settings.cross_validation_folds, settings.seed):
@@ -607,10 +625,7 @@ def _cross_validated_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
     best_fold = min(fold_models, key=lambda pair: pair[0])[1]
     if _figures(refit, x_all, y_all, prep).mse > _figures(best_fold, x_all, y_all, prep).mse:
         refit = best_fold
-    val_scaled = _figures_of(out_of_fold, y_all, prep).mse
-    score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
-    scale2 = float(np.mean(prep.y_scale**2))
-    return _Trial(entry, score, refit, val_scaled, tuple((step, val * scale2) for step, val in history), out_of_fold)
+    return _trial(problem, entry, refit, _figures_of(out_of_fold, y_all, prep).mse, history, out_of_fold)
 
 
 def _latent_only(problem: _Problem, trials: list[_Trial], chosen: _Trial) -> SparseMLP:
@@ -796,7 +811,7 @@ def run_search(
         metrics, predictions, split_rows = _cross_validation_figures(problem, best_trial, metrics, predictions,
                                                                      split_rows)
         notes += (f"{dataset.n_rows} rows (< {settings.cross_validation_below_rows}): candidates chosen by "
-                  f"{len(_folds(dataset.n_rows, settings.cross_validation_folds, 0))}-fold cross-validation over all "
+                  f"{_fold_count(dataset.n_rows, settings.cross_validation_folds)}-fold cross-validation over all "
                   "rows, then refitted on all of them; validation figures are out-of-fold",)
     est = estimate(final, target, dtype="int8" if settings.int8 else None)
     return SearchResult(
@@ -814,14 +829,14 @@ def _cross_validation_figures(problem: _Problem, chosen: _Trial, metrics: dict[s
                                          dict[str, int]]:
     """With cross-validation the chosen model saw every row: its "train" figure is on all rows and its
     "validation" figure is the out-of-fold one (what chose it); the latent-only figures keep the search's split."""
-    x_all, y_all = _all_rows(problem)
+    x_all, y_all = problem.all_rows
     fine_tuned = dict(metrics["fine_tuned"])
     fine_tuned["train"] = _figures(chosen.tuned, x_all, y_all, problem.prep)
     fine_tuned["validation"] = _figures_of(chosen.out_of_fold, y_all, problem.prep)
     keep = np.random.default_rng(problem.settings.seed).permutation(len(y_all))[:_PLOT_ROWS]
     predictions = {**predictions, "validation": (y_all[keep], chosen.out_of_fold[keep])}
     split_rows = {**split_rows, "train": len(y_all), "validation": len(y_all),
-                  "folds": len(_folds(len(y_all), problem.settings.cross_validation_folds, 0))}
+                  "folds": _fold_count(len(y_all), problem.settings.cross_validation_folds)}
     return {**metrics, "fine_tuned": fine_tuned}, predictions, split_rows
 
 
