@@ -93,8 +93,9 @@ class SearchSettings:
     choice: str = "budget-first"
     tolerance: float = 0.05
     calibration_rows: int = 256  # training rows stored in the model for int8 calibration
-    # Dense tanh networks of the family's largest width at these depths are fitted too, next to the search's
-    # candidates and the linear model: the front then shows what a plain dense network buys on the target.
+    # Dense networks of the family's largest width at these depths are fitted too, next to the search's
+    # candidates and the linear model: the front then shows what a plain dense network buys on the target. They
+    # are tanh, plus cheaper shapes on a target that charges a tanh much more than a ReLU (reference_shapes).
     dense_reference_depths: tuple[int, ...] = (1, 2)
     # random starts per dense reference, the best on validation kept: on himmelblau the 8-8 tanh reached 2.8e-4
     # from one start and 4.3e-5 as the best of 7
@@ -507,14 +508,38 @@ def _linear_entry(problem: _Problem) -> _PoolEntry | None:
     return _reference_entry(problem, model, LINEAR_DEPTH, "linear")
 
 
+# A target whose tanh costs at least this many times its cheapest piecewise-linear activation (generated C on an
+# MCU: libm tanhf is ~160 cycles against ~4 for a ReLU, the price of ~35 multiply-adds) is activation-bound:
+# there a tanh network of the largest width misses the small latency budgets, so its dense references add the
+# cheap activation and a half-width tanh layer (on 8 CORNN tasks under a 9.6 us cortex-m4 budget the best dense
+# network was a 2-4-1 tanh on 4, a ReLU network on the others).
+CHEAP_ACTIVATION_RATIO = 4.0
+
+
+def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int]) -> tuple[tuple[int, int, str], ...]:
+    """The search's dense references on this target as (depth, width, activation): tanh at the largest width
+    for each depth; on an activation-bound target also the cheapest of relu / leaky_relu at each depth and a
+    one-layer tanh of half the width."""
+    depths = tuple(depths)
+    shapes = [(depth, max_width, "tanh") for depth in depths]
+    cheapest = min(("relu", "leaky_relu"), key=lambda a: (getattr(target.cost, f"{a}_ns"), a))
+    if target.cost.tanh_ns >= CHEAP_ACTIVATION_RATIO * getattr(target.cost, f"{cheapest}_ns"):
+        shapes += [(depth, max_width, cheapest) for depth in depths]
+        if max_width >= 2 and 1 in depths:
+            shapes.append((1, max_width // 2, "tanh"))
+    return tuple(shapes)
+
+
 def _dense_entries(problem: _Problem, family: Any) -> list[_PoolEntry]:
-    """Dense tanh networks of the family's largest width (SearchSettings.dense_reference_depths), seeded starts."""
+    """The target's dense references (reference_shapes), each from SearchSettings.dense_reference_restarts
+    seeded starts."""
     entries = []
-    for depth in problem.settings.dense_reference_depths:
+    for depth, width, activation in reference_shapes(problem.target, family.max_width,
+                                                     problem.settings.dense_reference_depths):
         for restart in range(problem.settings.dense_reference_restarts):
-            widths = (problem.n_inputs, *([family.max_width] * depth), problem.y_train.shape[1])
-            start = random_model(widths, activations="tanh", per_layer=True, seed=problem.settings.seed + restart,
-                                 normalization=False)
+            widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
+            start = random_model(widths, activations=activation, per_layer=True,
+                                 seed=problem.settings.seed + restart, normalization=False)
             model = start.replace(provenance=_provenance(problem, depth, "dense reference"),
                                   calibration=_calibration_rows(problem), **problem.model_fields)
             entry = _reference_entry(problem, model, depth, "dense")
@@ -523,15 +548,20 @@ def _dense_entries(problem: _Problem, family: Any) -> list[_PoolEntry]:
     return entries
 
 
+def _reference_shape(entry: _PoolEntry) -> tuple[int, int, str]:
+    """A dense reference's (depth, width, activation)."""
+    return entry.snapshot.depth, entry.model.hidden[0].n_out, entry.model.hidden[0].activations[0]
+
+
 def _best_restarts(trials: list[_Trial]) -> list[_Trial]:
-    """One trial per dense reference depth: the restart with the best validation MSE (the others are dropped, so
-    the front is not crowded with restarts of one network)."""
-    best: dict[int, _Trial] = {}
-    for trial in trials:
-        depth = trial.entry.snapshot.depth
-        if trial.entry.origin == "dense" and (depth not in best or trial.val_mse < best[depth].val_mse):
-            best[depth] = trial
-    return [t for t in trials if t.entry.origin != "dense" or best[t.entry.snapshot.depth] is t]
+    """One trial per dense reference shape: the restart with the best validation MSE (the others
+    are dropped, so the front is not crowded with restarts of one network)."""
+    best: dict[tuple[int, int, str], _Trial] = {}
+    for trial in (t for t in trials if t.entry.origin == "dense"):
+        shape = _reference_shape(trial.entry)
+        if shape not in best or trial.val_mse < best[shape].val_mse:
+            best[shape] = trial
+    return [t for t in trials if t.entry.origin != "dense" or best[_reference_shape(t.entry)] is t]
 
 
 def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
@@ -655,7 +685,8 @@ def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, tr
     names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool
                       if e.origin == "search")
     references = list(dict.fromkeys(  # restarts of one dense reference named once
-        f"dense {e.snapshot.depth}x{e.model.hidden[0].n_out}" if e.origin == "dense" else "linear"
+        "dense {}x{} {}".format(*_reference_shape(e)) if e.origin == "dense"
+        else "linear"
         for e in pool if e.origin != "search"))
     if settings.dense_reference_restarts > 1 and any(e.origin == "dense" for e in pool):
         references.append(f"{settings.dense_reference_restarts} starts each")

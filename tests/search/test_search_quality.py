@@ -14,7 +14,7 @@ from swat_edge.errors import UsageError  # noqa: E402
 from swat_edge.model import forward  # noqa: E402
 from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
 from swat_edge.search.latent import LatentSettings  # noqa: E402
-from swat_edge.search.run import LINEAR_DEPTH, SearchSettings, run_search  # noqa: E402
+from swat_edge.search.run import LINEAR_DEPTH, SearchSettings, reference_shapes, run_search  # noqa: E402
 
 FAST = SearchSettings(latent=LatentSettings(steps=40, starts_per_depth=3, eval_every=8, cost_every=4),
                       finetune_steps=30)
@@ -182,3 +182,24 @@ def test_a_refit_worse_than_its_folds_is_replaced_by_the_best_fold_model(tiny, m
     result = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
     in_sample = float(np.mean((forward(result.model, data.x) - data.y) ** 2))
     assert in_sample < 2.0 * float(np.var(data.y))  # a bias off by 5 (y's spread is ~2) would be ~25 + var
+
+
+def test_reference_shapes_follow_what_the_target_charges_for_an_activation() -> None:
+    # onnxruntime charges a tanh about 2x a ReLU (both tiny next to a node): the tanh references only
+    assert reference_shapes(load_target("raspi4"), 8, (1, 2)) == ((1, 8, "tanh"), (2, 8, "tanh"))
+    # generated C on a Cortex-M4: tanhf 2,000 ns, ReLU 50 ns; add the cheap activation and a half-width tanh
+    m4 = load_target("cortex-m4")
+    assert m4.cost.tanh_ns >= 4 * m4.cost.relu_ns
+    assert reference_shapes(m4, 8, (1, 2)) == ((1, 8, "tanh"), (2, 8, "tanh"), (1, 8, "relu"), (2, 8, "relu"),
+                                               (1, 4, "tanh"))
+    assert reference_shapes(m4, 8, (2,)) == ((2, 8, "tanh"), (2, 8, "relu"))
+
+
+def test_each_reference_shape_is_one_candidate_the_best_of_its_restarts(tiny) -> None:
+    data = _line_data(n=300)
+    result = run_search(data, embedding=tiny, target=load_target("cortex-m4"),
+                        settings=dataclasses.replace(FAST, dense_reference_restarts=2))
+    # the candidates are compiled (dead neurons go), so widths may shrink; depth and activation stay
+    dense = [(c.depth, m.hidden[0].activations[0])
+             for c, m in zip(result.candidates, result.candidate_models) if c.origin == "dense"]
+    assert sorted(dense) == sorted([(1, "tanh"), (2, "tanh"), (1, "relu"), (2, "relu"), (1, "tanh")])
