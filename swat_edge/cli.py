@@ -345,6 +345,7 @@ def export_cmd(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="C output: float (default) or int8 (int8 weights, int32 sums)."),
     fast_math: bool = typer.Option(False, "--fast-math", help="C output: approximate tanh/sigmoid (max error in the banner)."),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="C output: function prefix (default: the file name)."),
+    drop_unused_inputs: bool = typer.Option(False, "--drop-unused-inputs", help="Take only the features the model reads (default: every feature column of the data, in its order)."),
 ) -> int:
     """Compile a model (passes), export it to ONNX fp32/int8 or C99, verify it against the original, write it."""
     from .export.pipeline import export_file
@@ -354,7 +355,8 @@ def export_cmd(
     if run_dir is not None:
         stdout.print(f"exporting {model_path} (search run {run_dir})", markup=False)
     export = export_file(model_path, output, force=force, quantize=quantize, quantize_last=quantize_last, dtype=dtype,
-                         fast_math=fast_math, prefix=prefix, calibration=calibration, holdout=holdout, max_drift=max_drift)
+                         fast_math=fast_math, prefix=prefix, calibration=calibration, holdout=holdout, max_drift=max_drift,
+                         drop_unused_inputs=drop_unused_inputs)
     views.print_export(export, output, prefix_from_name=prefix is None, max_drift=max_drift)
     return 0 if export.written else 1  # 1: the int8 drift gate refused the file
 

@@ -334,12 +334,15 @@ def _tensors_and_meta(model: SparseMLP) -> tuple[dict[str, np.ndarray], dict[str
         tensors[f"hidden.{i}.mask"] = np.ascontiguousarray(layer.mask, dtype=np.uint8)
     tensors["output.weight"] = f32(model.output.weight)
     tensors["output.bias"] = f32(model.output.bias)
-    tensors["input.scale"] = f32(model.input_scale)
-    tensors["input.offset"] = f32(model.input_offset)
-    tensors["output.scale"] = f32(model.output_scale)
-    tensors["output.offset"] = f32(model.output_offset)
+    # The scaling and the stored rows stay float64: a feature such as a unix timestamp (1.7e9 +/- a few thousand)
+    # has a float32 spacing of 128 s, and an offset rounded to float32 moved a model's outputs by 0.03.
+    f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    tensors["input.scale"] = f64(model.input_scale)
+    tensors["input.offset"] = f64(model.input_offset)
+    tensors["output.scale"] = f64(model.output_scale)
+    tensors["output.offset"] = f64(model.output_offset)
     if model.calibration is not None:
-        tensors["calibration"] = f32(model.calibration)
+        tensors["calibration"] = f64(model.calibration)
     meta = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,

@@ -400,6 +400,8 @@ def _print_c_export(result: CExport, model: SparseMLP, *, prefix_from_name: bool
     stdout.print(f"C code: {code.prefix}_predict and {code.prefix}_predict_batch, {kind}"
                  f"{', fast_math' if code.fast_math else ''}; per row {code.macs} multiply-adds, activations {acts}",
                  markup=False, soft_wrap=True)
+    stdout.print(f"inputs: {model.n_inputs} columns in this order: {', '.join(model.feature_names)}", markup=False,
+                 soft_wrap=True)
     for note in code.notes:
         from_name = prefix_from_name and note.startswith("prefix ")
         stdout.print(f"note: {note}{' (from the output file name; --prefix to choose)' if from_name else ''}",
@@ -430,8 +432,9 @@ def _print_onnx_export(result: OnnxExport, output: Path, max_drift: float | None
 
     print_table("compile passes", REPORT_COLUMNS, format_reports(result.compiled.reports))
     if result.dropped_inputs:
-        _say(f"unused inputs dropped: {', '.join(result.dropped_inputs)}; the exported model takes "
-             f"{', '.join(result.compiled.model.feature_names)}")
+        _say(f"unused inputs dropped (--drop-unused-inputs): {', '.join(result.dropped_inputs)}")
+    stdout.print(f"inputs: the graph takes {result.compiled.model.n_inputs} columns in this order: "
+                 f"{', '.join(result.compiled.model.feature_names)}", markup=False, soft_wrap=True)
     check = result.check
     _say(f"verified fp32 graph against the original model: max abs error {check.max_abs_error:.3g} "
          f"<= {check.tolerance:.3g} on {check.rows} rows")

@@ -50,20 +50,49 @@ def test_export_int8_drift_gate_fails_and_writes_nothing(example_model_path, tmp
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
-def test_export_drops_unused_inputs_and_says_which(tmp_path, capsys):
+def _model_with_an_unused_input():
     from swat_edge.model import Layer, SparseMLP
 
     w = np.array([[1.0, -1.0], [0.0, 0.0], [0.5, 2.0]])
-    model = SparseMLP.make(
+    return SparseMLP.make(
         [Layer.make(w, [0.1, -0.2], ("tanh", "relu"))],
         Layer.make(np.array([[1.0], [1.0]]), [0.0]),
         feature_names=("a", "unused", "c"),
     )
+
+
+def test_export_keeps_the_data_signature_by_default(tmp_path, capsys):
+    import onnxruntime as ort
+
+    model = _model_with_an_unused_input()
     src = save_model(model, tmp_path / "m.safetensors")
     code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.onnx"], capsys)
-    assert code == 0 and "unused inputs dropped: unused; the exported model takes a, c" in stdout
+    assert code == 0 and "the graph takes 3 columns in this order: a, unused, c" in stdout
+    assert "dropped" not in stdout
+    # a consumer feeding the data's rows (all three columns) gets the reference forward's answer
+    x = np.random.default_rng(0).uniform(-2, 2, size=(16, 3))
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    assert session.get_inputs()[0].shape[1] == 3
+    got = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, forward(model, x), atol=1e-5)
+    meta = {p.key: p.value for p in load_onnx(tmp_path / "m.onnx").metadata_props}
+    assert json.loads(meta["feature_names"]) == ["a", "unused", "c"]
+    code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.c"], capsys)
+    assert code == 0 and "inputs: 3 columns in this order: a, unused, c" in stdout
+    assert "#define M_N_INPUTS 3" in (tmp_path / "m.h").read_text()
+
+
+def test_export_drops_unused_inputs_when_asked_and_says_which(tmp_path, capsys):
+    model = _model_with_an_unused_input()
+    src = save_model(model, tmp_path / "m.safetensors")
+    code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.onnx", "--drop-unused-inputs"], capsys)
+    assert code == 0 and "unused inputs dropped (--drop-unused-inputs): unused" in stdout
+    assert "the graph takes 2 columns in this order: a, c" in stdout
     report = check_onnx(load_onnx(tmp_path / "m.onnx").SerializeToString(), model, input_columns=[0, 2])
     assert report.passed
+    code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.c", "--drop-unused-inputs"], capsys)
+    assert code == 0 and "inputs: 2 columns in this order: a, c" in stdout
+    assert "#define M_N_INPUTS 2" in (tmp_path / "m.h").read_text()
 
 
 def _write(path: Path, data) -> Path:

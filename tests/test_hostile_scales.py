@@ -1,7 +1,8 @@
 """Hostile input scales through the export pipeline: a unix-timestamp feature (1.7e9 +/- 3000, a large offset and
 a narrow range) and a strain feature 2e-6 wide, next to an ordinary 0-1 feature. The exported ONNX (fp32, int8)
-and C (float, int8) are checked here against the reference forward on the float32 rows a deployed model
-receives, with the export checks' own tolerance (1e-5 x output scale), not a looser one."""
+and C (float, int8) are checked here against the reference forward on the raw float64 rows (the timestamp's
+model takes double inputs, see compile.fold_normalization.wide_inputs), with the export checks' own tolerance
+(1e-5 x output scale), not a looser one."""
 from __future__ import annotations
 
 import sys
@@ -11,13 +12,14 @@ import numpy as np
 import onnx
 import pytest
 
+from swat_edge.compile.fold_normalization import wide_inputs
 from swat_edge.data import minmax_scaling
 from swat_edge.errors import NumericsError
 from swat_edge.export.c import INT8_MAX_RELATIVE_MSE, relative_mse, run_c_rows
 from swat_edge.export.cc import which_c_compiler
 from swat_edge.export.onnx import run_onnx
 from swat_edge.export.pipeline import export_c_file, export_onnx_file
-from swat_edge.model import SparseMLP, forward, output_tolerance, random_model
+from swat_edge.model import SparseMLP, forward, model_from_bytes, model_to_bytes, output_tolerance, random_model
 
 NAMES = ("unix_time", "strain", "load")
 needs_cc = pytest.mark.skipif(which_c_compiler() is None, reason="no C compiler found (set CC)")
@@ -29,9 +31,7 @@ def _rows(n: int, seed: int) -> np.ndarray:
 
 
 TRAIN = _rows(400, seed=0)
-# What a deployed model receives: float32 (a timestamp rounds to a multiple of 128 there, which no model can
-# undo), so the reference runs on the same rounded rows.
-HELD = _rows(300, seed=1).astype(np.float32).astype(np.float64)
+HELD = _rows(300, seed=1)  # raw float64 rows: what the deployed model receives
 
 
 def _model(seed: int) -> SparseMLP:
@@ -61,10 +61,31 @@ def test_the_hostile_features_matter_to_the_model(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", sorted(MODELS))
+def test_float32_rows_cannot_carry_the_timestamp(seed: int) -> None:
+    # Why the exported models take double rows: rounded to float32 (multiples of 128 s), the timestamp alone
+    # moves the reference's outputs far beyond the export checks' tolerance.
+    model = MODELS[seed]
+    err, tol = _within_tolerance(forward(model, HELD.astype(np.float32).astype(np.float64)), model, HELD)
+    assert err > 10 * tol
+    assert wide_inputs(model).tolist() == [True, False, False]
+
+
+def test_the_model_file_keeps_the_scaling_in_float64() -> None:
+    model = MODELS[0]
+    again = model_from_bytes(model_to_bytes(model))
+    assert np.array_equal(again.input_offset, model.input_offset) and np.array_equal(again.input_scale, model.input_scale)
+    assert np.array_equal(again.calibration, model.calibration)
+    err, tol = _within_tolerance(forward(again, HELD), model, HELD)  # weights are stored as float32
+    assert err <= tol, f"max abs error {err:.3g} > tolerance {tol:.3g}"
+
+
+@pytest.mark.parametrize("seed", sorted(MODELS))
 def test_fp32_onnx_matches_the_reference_as_strictly_as_ever(tmp_path: Path, seed: int) -> None:
     model = MODELS[seed]
     result = export_onnx_file(model, tmp_path / "m.onnx")  # its own check must pass, too
     assert result.compiled.kept_inputs == (0, 1, 2)
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
     err, tol = _within_tolerance(run_onnx(onnx.load(str(tmp_path / "m.onnx")), HELD), model, HELD)
     assert err <= tol, f"max abs error {err:.3g} > tolerance {tol:.3g}"
 
@@ -90,7 +111,8 @@ def test_int8_onnx_drifts_no_more_than_the_same_model_with_the_timestamp_centred
 def test_float_c_matches_the_reference_as_strictly_as_ever(tmp_path: Path, seed: int) -> None:
     model = MODELS[seed]
     result = export_c_file(model, tmp_path / "m.c", heldout_rows=HELD)
-    assert result.check is not None
+    assert result.check is not None and result.code.input_type == "double"
+    assert "void m_predict(const double *in, float *out);" in (tmp_path / "m.h").read_text()
     single, batch, _ = run_c_rows(result.code, HELD)
     assert np.array_equal(single, batch)
     err, tol = _within_tolerance(single, model, HELD)

@@ -25,6 +25,7 @@ __all__ = [
     "Pass",
     "PIPELINE",
     "PIPELINE_INT8",
+    "export_passes",
     "REPORT_COLUMNS",
     "run_passes",
     "format_reports",
@@ -57,6 +58,19 @@ PIPELINE: tuple[Pass, ...] = (
 
 # For int8 graphs the input scaling stays a separate fp32 step (see fold_output_normalization).
 PIPELINE_INT8: tuple[Pass, ...] = (fold_output_normalization, *PIPELINE[1:])
+
+
+def export_passes(*, int8: bool = False, drop_unused_inputs: bool = False) -> tuple[Pass, ...]:
+    """The passes an export runs. By default the exported model keeps the data's input signature (every feature
+    column, in the data's order: an unused one has zero weights, which cost nothing in C and a few zero
+    multiply-adds in a GEMM), so a consumer feeding the data's rows never meets a shape error;
+    drop_unused_inputs opts in to the smaller signature. The cost model counts only the inputs that are read
+    either way."""
+    passes = PIPELINE_INT8 if int8 else PIPELINE
+    return passes if drop_unused_inputs else tuple(p for p in passes if p is not _DROP_INPUTS_PASS)
+
+
+_DROP_INPUTS_PASS = drop_unused_inputs  # the pass, under a name export_passes' flag does not shadow
 
 REPORT_COLUMNS: tuple[str, ...] = ("pass", "widths", "nonzero params", "dense MACs", "max error", "what changed")
 

@@ -6,7 +6,8 @@ import numpy as np
 from ..model import Layer, SparseMLP
 from ._report import PassReport, make_report
 
-__all__ = ["SHIFT_OFFSET_LIMIT", "fold_normalization", "fold_output_normalization", "input_shift"]
+__all__ = ["SHIFT_OFFSET_LIMIT", "WIDE_OFFSET_LIMIT", "fold_normalization", "fold_output_normalization",
+           "input_shift", "wide_inputs"]
 
 # Folding x_n = x s + o into the first layer makes float32 add terms x (s W) that are about |o| times the
 # result and cancel against the bias o W: a feature whose midpoint lies |o| half-ranges from zero loses about
@@ -14,6 +15,12 @@ __all__ = ["SHIFT_OFFSET_LIMIT", "fold_normalization", "fold_output_normalizatio
 # fold stays exact enough; beyond it (a unix timestamp 1.7e9 +/- 3000 has |o| = 5.7e5) the column is
 # shifted first, see input_shift.
 SHIFT_OFFSET_LIMIT = 16.0
+
+# The shift keeps the arithmetic exact, but float32 rounds the raw value itself before any arithmetic: its
+# spacing near a midpoint |o| half-ranges from zero is about |o| 2^-23 half-ranges. Beyond 256 half-ranges
+# (a spacing over 2^-16 of the range; a unix timestamp 1.7e9 +/- 3000 is at 5.7e5, spacing 128 s) the deployed
+# model takes its inputs as float64, subtracts the midpoints in float64, then continues in float32.
+WIDE_OFFSET_LIMIT = 256.0
 
 
 def input_shift(model: SparseMLP) -> np.ndarray:
@@ -34,6 +41,15 @@ def input_shift(model: SparseMLP) -> np.ndarray:
             center = (-offset[need] / scale[need]).astype(np.float32).astype(np.float64)
         shift[need] = np.where(np.isfinite(center), center, 0.0)  # beyond float32: nothing to keep exact
     return shift
+
+
+def wide_inputs(model: SparseMLP) -> np.ndarray:
+    """Per input column: True when float32 cannot carry the raw feature at the precision the model needs (its
+    midpoint is more than WIDE_OFFSET_LIMIT half-ranges from zero); an exported model with any such column
+    takes float64 inputs. Decided on the model as trained (before fold_normalization forgets the ranges)."""
+    scale = np.asarray(model.input_scale, dtype=np.float64)
+    offset = np.asarray(model.input_offset, dtype=np.float64)
+    return (np.abs(offset) > WIDE_OFFSET_LIMIT) & (scale != 0.0)
 
 
 def fold_normalization(model: SparseMLP) -> tuple[SparseMLP, PassReport]:

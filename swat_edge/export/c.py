@@ -42,7 +42,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .. import __version__
-from ..compile.fold_normalization import input_shift
+from ..compile.fold_normalization import input_shift, wide_inputs
 from ..errors import InputError, ModelFileError, NumericsError, UsageError
 from ..files import atomic_path, check_input_file, check_output_path
 from ..model import (
@@ -153,6 +153,12 @@ class CSource:
     notes: tuple[str, ...]  # what the generator changed or assumed (sanitised names, synthetic calibration)
     int8: Int8Info | None = None
     activation_max_abs_error: dict[str, float] = dataclasses.field(default_factory=dict)  # fast_math only
+    input_type: str = "float"  # C type of `in`: "double" for a model with wide inputs (timestamps)
+
+    @property
+    def input_dtype(self) -> type:
+        """numpy dtype of the rows `<prefix>_predict` reads."""
+        return np.float64 if self.input_type == "double" else np.float32
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,9 @@ class _Plan:
     # float32-exact value subtracted from each raw input before the folded scaling (0: none), for features
     # far from zero such as timestamps (compile.fold_normalization.input_shift)
     input_shift: tuple[float, ...] = ()
+    # the function reads double rows (compile.fold_normalization.wide_inputs): a timestamp in float32 is
+    # rounded to 128 s before any arithmetic; the midpoints are subtracted in double, then cast to float
+    double_input: bool = False
 
 
 def _act_scalar(name: str, z: float) -> float:
@@ -311,7 +320,8 @@ def _lower(model: SparseMLP) -> _Plan:
     order = {name: k for k, name in enumerate(ACTIVATIONS)}
     grouped = [tuple(sorted(units, key=lambda u: (order[u.activation], u.index))) for units in layers[:-1]]
     output = tuple(sorted(layers[-1], key=lambda u: u.index))
-    return _Plan(model.n_inputs, model.n_outputs, (*grouped, output), tuple(float(c) for c in shift))
+    return _Plan(model.n_inputs, model.n_outputs, (*grouped, output), tuple(float(c) for c in shift),
+                 bool(wide_inputs(model).any()))
 
 
 def _plan_values(plan: _Plan, x: np.ndarray) -> list[dict[int, np.ndarray]]:
@@ -369,6 +379,7 @@ class _QPlan:
     sources: tuple[dict[int, _QAct], ...]  # per layer input: inputs, hidden 1, ... (only what is read)
     layers: tuple[tuple[_QUnit, ...], ...]
     input_shift: tuple[float, ...] = ()  # as _Plan.input_shift: subtracted from the raw inputs first
+    double_input: bool = False  # as _Plan.double_input
 
 
 # Output bounds of each activation: a range margin never reaches past them (relu never goes below 0).
@@ -417,7 +428,8 @@ def _quantize_plan(plan: _Plan, rows: np.ndarray) -> _QPlan:
         sources[li] = {i: a for i, a in sources[li].items() if i in used}
         if li > 0:
             layers[li - 1] = tuple(u for u in layers[li - 1] if u.index in used)
-    return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers), plan.input_shift)
+    return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers), plan.input_shift,
+                  plan.double_input)
 
 
 def _q8_numpy(t: np.ndarray) -> np.ndarray:
@@ -445,7 +457,10 @@ def _act_f32(name: str, z: np.ndarray) -> np.ndarray:
 def _simulate_int8(qplan: _QPlan, x: np.ndarray) -> np.ndarray:
     """float32 simulation of the generated int8 code (same operations and rounding, libm aside)."""
     f = np.float32
-    x = (np.asarray(x, dtype=np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
+    if qplan.double_input:  # (float)(in[i] - c) in double
+        x = (np.asarray(x, dtype=np.float64) - _shift_vector(qplan)).astype(np.float32)
+    else:
+        x = (np.asarray(x, dtype=np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
     prev: dict[int, np.ndarray] = {i: x[:, i] for i in range(qplan.n_inputs)}
     out = np.zeros((len(x), qplan.n_outputs), dtype=np.float64)
     for li, qunits in enumerate(qplan.layers):
@@ -496,8 +511,17 @@ def _plus(value: float) -> str:
     return f"- {text[1:]}" if text.startswith("-") else f"+ {text}"
 
 
-def _shifted_inputs(input_shift: Sequence[float], read: set[int]) -> tuple[list[str], str]:
-    """Statements subtracting each shifted input's c (exact in float32), and the name format of the inputs."""
+def _shifted_inputs(input_shift: Sequence[float], read: set[int], double_input: bool = False
+                    ) -> tuple[list[str], str]:
+    """Statements subtracting each shifted input's c (exact in float32), and the name format of the inputs.
+    With double_input (`in` is double) every input read is converted to float, after its shift in double."""
+    if double_input:
+        lines = ["    /* inputs as double (some lie far from zero): subtract their midpoints in double, then float */"]
+        for i in sorted(read):
+            c = float(input_shift[i]) if input_shift else 0.0
+            value = f"in[{i}] - {c!r}" if c > 0 else f"in[{i}] + {-c!r}" if c < 0 else f"in[{i}]"
+            lines += _statement(f"const float x{i}", f"(float)({value})")
+        return lines, "x{}"
     shifted = [(i, c) for i, c in enumerate(input_shift) if c != 0.0 and i in read]
     if not shifted:
         return [], "in[{}]"
@@ -613,7 +637,8 @@ def _float_body(plan: _Plan, prefix: str) -> list[str]:
     for li, units in enumerate(plan.layers):
         source = f"h{li}_{{}}"
         if li == 0:
-            shift_lines, source = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms})
+            shift_lines, source = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms},
+                                                  plan.double_input)
             lines += shift_lines
         if li == n_hidden:
             lines.append("    /* outputs (output scaling folded in) */")
@@ -637,7 +662,7 @@ def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
             lines.append(f"    /* {what} -> int8 */")
             src = f"h{li}_{{}}"
             if li == 0:
-                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]))
+                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]), qplan.double_input)
                 lines += shift_lines
             for i, a in qplan.sources[li].items():
                 t = f"{src.format(i)} * {c_float_literal(a.mul)} {_plus(a.add)}"
@@ -789,7 +814,8 @@ def _banner_extra(fast_math: bool, int8: Int8Info | None) -> list[str]:
 
 
 def _source_text(
-    *, prefix: str, header_name: str, dtype: str, fast_math: bool, banner: Sequence[str], body: _Body
+    *, prefix: str, header_name: str, dtype: str, fast_math: bool, banner: Sequence[str], body: _Body,
+    input_type: str = "float",
 ) -> str:
     """The .c file: banner, includes, the helpers the body calls, <prefix>_predict and <prefix>_predict_batch."""
     upper = prefix.upper()
@@ -806,13 +832,13 @@ def _source_text(
         f'#include "{header_name}"',
         "",
         *_helpers(prefix, set(body.act_counts), fast_math=fast_math, quantizes=quantizes),
-        f"void {prefix}_predict(const float *in, float *out)",
+        f"void {prefix}_predict(const {input_type} *in, float *out)",
         "{",
         *([] if reads_input else ["    (void)in; /* every output is constant */"]),
         *body.lines,
         "}",
         "",
-        f"void {prefix}_predict_batch(const float *in, float *out, int n_rows)",
+        f"void {prefix}_predict_batch(const {input_type} *in, float *out, int n_rows)",
         "{",
         "    int r;",
         "    for (r = 0; r < n_rows; ++r) {",
@@ -852,6 +878,7 @@ def to_c(
     in_macros, out_macros, macro_notes = _io_macros(model, prefix)
     sha = model_hash(model)
     plan = _lower(model)
+    input_type = "double" if plan.double_input else "float"
     upper = prefix.upper()
     if dtype == "int8":
         body = _int8_predict(model, plan, prefix, calibration_rows, max_relative_mse)
@@ -876,9 +903,10 @@ def to_c(
     )
     return CSource(
         source=_source_text(
-            prefix=prefix, header_name=header_name, dtype=dtype, fast_math=fast_math, banner=banner, body=body
+            prefix=prefix, header_name=header_name, dtype=dtype, fast_math=fast_math, banner=banner, body=body,
+            input_type=input_type,
         ),
-        header=_header(prefix, banner, model, in_macros, out_macros),
+        header=_header(prefix, banner, model, in_macros, out_macros, input_type),
         prefix=prefix,
         header_name=header_name,
         dtype=dtype,
@@ -892,11 +920,13 @@ def to_c(
         notes=tuple(notes),
         int8=body.int8,
         activation_max_abs_error=act_errors,
+        input_type=input_type,
     )
 
 
 def _header(
-    prefix: str, banner: Sequence[str], model: SparseMLP, in_macros: Sequence[str], out_macros: Sequence[str]
+    prefix: str, banner: Sequence[str], model: SparseMLP, in_macros: Sequence[str], out_macros: Sequence[str],
+    input_type: str = "float",
 ) -> str:
     upper = prefix.upper()
     guard = f"{upper}_SWAT_EDGE_H"
@@ -917,11 +947,13 @@ def _header(
         *(f"#define {upper}_IN_{name} {i}" for i, name in enumerate(in_macros)),
         *(f"#define {upper}_OUT_{name} {k}" for k, name in enumerate(out_macros)),
         "",
+        *([f"/* Inputs are double: some features lie too far from zero for float (e.g. unix timestamps). */",
+           f"#define {upper}_INPUT_DOUBLE 1", ""] if input_type == "double" else []),
         f"/* One row: in[{upper}_N_INPUTS] raw features -> out[{upper}_N_OUTPUTS] raw targets. */",
-        f"void {prefix}_predict(const float *in, float *out);",
+        f"void {prefix}_predict(const {input_type} *in, float *out);",
         "",
         f"/* n_rows rows, row-major: in[n_rows * {upper}_N_INPUTS] -> out[n_rows * {upper}_N_OUTPUTS]. */",
-        f"void {prefix}_predict_batch(const float *in, float *out, int n_rows);",
+        f"void {prefix}_predict_batch(const {input_type} *in, float *out, int n_rows);",
         "",
         "#ifdef __cplusplus",
         "}",
@@ -984,7 +1016,7 @@ def read_c(path_c: str | os.PathLike) -> CSource:
         raise ModelFileError(f"{p}: its header {path_h} is missing; keep the .c and .h files together")
     header = path_h.read_text(encoding="utf-8", errors="replace")
     version = re.search(r"Generated by swat-edge ([\w.+-]+);", text[:400])
-    macs = len(re.findall(r"\d[\w.+-]*\s+\*\s+(?:in\[|h\d|q\d)", text))
+    macs = len(re.findall(r"\d[\w.+-]*\s+\*\s+(?:in\[|h\d|q\d|x\d)", text))
     return CSource(
         source=text,
         header=header,
@@ -999,6 +1031,7 @@ def read_c(path_c: str | os.PathLike) -> CSource:
         macs=macs,
         activation_counts={},
         notes=(f"read from {p}",),
+        input_type="double" if re.search(rf"void {m.group(1)}_predict\(const double \*in", text) else "float",
     )
 
 
@@ -1048,8 +1081,8 @@ def write_c(csrc: CSource, path_c: str | os.PathLike, *, force: bool = False) ->
 
 
 def _driver(csrc: CSource) -> str:
-    p, up = csrc.prefix, csrc.prefix.upper()
-    return f"""/* verification driver: rows (float32) -> outputs of {p}_predict per row and {p}_predict_batch */
+    p, up, t = csrc.prefix, csrc.prefix.upper(), csrc.input_type
+    return f"""/* verification driver: rows ({t}) -> outputs of {p}_predict per row and {p}_predict_batch */
 #include <stdio.h>
 #include <stdlib.h>
 #include "{csrc.header_name}"
@@ -1069,7 +1102,8 @@ int main(int argc, char **argv)
 {{
     FILE *f;
     long n, r;
-    float *x, *y_single, *y_batch;
+    {t} *x;
+    float *y_single, *y_batch;
     size_t n_in, n_out;
     if (argc != 5) {{
         return 2;
@@ -1080,14 +1114,14 @@ int main(int argc, char **argv)
     }}
     n_in = (size_t)n * {up}_N_INPUTS;
     n_out = (size_t)n * {up}_N_OUTPUTS;
-    x = (float *)malloc((n_in + 1) * sizeof(float));
+    x = ({t} *)malloc((n_in + 1) * sizeof({t}));
     y_single = (float *)malloc((n_out + 1) * sizeof(float));
     y_batch = (float *)malloc((n_out + 1) * sizeof(float));
     if (x == NULL || y_single == NULL || y_batch == NULL) {{
         return 3;
     }}
     f = fopen(argv[1], "rb");
-    if (f == NULL || fread(x, sizeof(float), n_in, f) != n_in) {{
+    if (f == NULL || fread(x, sizeof({t}), n_in, f) != n_in) {{
         return 4;
     }}
     fclose(f);
@@ -1107,9 +1141,10 @@ int main(int argc, char **argv)
 
 
 def run_c_rows(csrc: CSource, rows: np.ndarray, *, cc: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Compile the code with a driver and run it on float32 rows -> (per-row outputs, batch outputs, compiler)."""
+    """Compile the code with a driver and run it on rows of its input type -> (per-row outputs, batch outputs,
+    compiler)."""
     cmd = find_c_compiler(cc)
-    x = np.ascontiguousarray(rows, dtype=np.float32)
+    x = np.ascontiguousarray(rows, dtype=csrc.input_dtype)
     with tempfile.TemporaryDirectory(prefix="swat-edge-c-") as tmp:
         d = Path(tmp)
         (d / f"{csrc.prefix}.c").write_bytes(csrc.source.encode("utf-8"))
@@ -1187,7 +1222,7 @@ def verify_c(
             "regenerate it from this model"
         )
     x, rows_source = _verify_rows(csrc, model, rows)
-    x32 = x.astype(np.float32)
+    x32 = x.astype(csrc.input_dtype)  # the rows the code receives (float32, or double for wide inputs)
     single, batch, compiler = run_c_rows(csrc, x32, cc=cc)
     y_ref = forward(model, x32.astype(np.float64))
     y = single.astype(np.float64)

@@ -7,13 +7,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..compile.fold_normalization import input_shift
+from ..compile.fold_normalization import input_shift, wide_inputs
 from ..errors import DataError, InputError, ModelFileError, NumericsError, ToolchainError, UsageError
 from ..files import check_input_file
 from ..model import (
@@ -39,6 +39,7 @@ __all__ = [
     "read_metadata",
     "session_options",
     "run_onnx",
+    "input_dtype",
     "check_onnx",
     "verify_onnx",
 ]
@@ -60,9 +61,12 @@ METADATA_KEYS: tuple[str, ...] = (
     "simplifier",
     "feature_names",
     "target_names",
+    "input_type",
     "n_inputs",
     "n_outputs",
 )
+# Added after the first release: a file without it was exported before double inputs existed (float32 input).
+_OPTIONAL_METADATA = ("input_type",)
 _ONNX_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 # Rows onnxsim runs the graph on to validate its rewrite (fixed seed: export bytes must be deterministic).
 _SIMPLIFY_CHECK_ROWS = 64
@@ -173,19 +177,26 @@ def _affine(g: _GraphBuilder, x: str, scale: np.ndarray, offset: np.ndarray, pre
     return x
 
 
-def _input_affine(g: _GraphBuilder, model: SparseMLP) -> str:
+def _input_affine(g: _GraphBuilder, model: SparseMLP, double_input: bool) -> str:
     """x * scale + offset; a feature far from zero (e.g. a timestamp) is first centred exactly in float32,
-    (x - c) * scale + (offset + c * scale), so Mul and Add do not cancel two large numbers (input_shift)."""
+    (x - c) * scale + (offset + c * scale), so Mul and Add do not cancel two large numbers (input_shift).
+    With double_input the graph takes float64 rows, centres them in float64 and casts to float32."""
     shift = input_shift(model)
     x = INPUT_NAME
+    if double_input:
+        if np.any(shift != 0.0):
+            center = np.ascontiguousarray(0.0 - shift, dtype=np.float64)
+            x = g.op("Add", [x, g.const("input.center", center)], "input_centered64")
+        return _affine(g, g.op("Cast", [x], "input_centered", to=TensorProto.FLOAT), model.input_scale,
+                       model.input_offset + shift * model.input_scale, "input")
     if np.any(shift != 0.0):
         x = g.op("Add", [x, g.const("input.center", _f32(0.0 - shift))], "input_centered")
     return _affine(g, x, model.input_scale, model.input_offset + shift * model.input_scale, "input")
 
 
-def _build_graph(model: SparseMLP, naive: bool, opset: int) -> onnx.GraphProto:
+def _build_graph(model: SparseMLP, naive: bool, opset: int, double_input: bool) -> onnx.GraphProto:
     g = _GraphBuilder()
-    h = _input_affine(g, model)
+    h = _input_affine(g, model, double_input)
     prev_mask: np.ndarray | None = None
     for i, layer in enumerate(model.layers):
         is_output = i == len(model.hidden)
@@ -212,7 +223,8 @@ def _build_graph(model: SparseMLP, naive: bool, opset: int) -> onnx.GraphProto:
     if list(last.output) != [h]:
         raise AssertionError("bug: the graph output is not the last node's only output")
     last.output[0] = OUTPUT_NAME
-    inp = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_inputs])
+    inp = helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE if double_input else TensorProto.FLOAT,
+                                        [BATCH_DIM, model.n_inputs])
     out = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_outputs])
     return helper.make_graph(g.nodes, "swat_edge_mlp", [inp], [out], initializer=g.initializers)
 
@@ -232,7 +244,9 @@ def _torch_blocked() -> Iterator[None]:
 
 def _simplify(proto: onnx.ModelProto, model: SparseMLP) -> tuple[onnx.ModelProto, str]:
     """Run onnxsim; returns (model, "onnxsim") or (the input, "onnxsim-unvalidated") if it could not check."""
-    rows = _f32(sample_inputs(model, _SIMPLIFY_CHECK_ROWS, seed=0))
+    double = proto.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE
+    rows = np.ascontiguousarray(sample_inputs(model, _SIMPLIFY_CHECK_ROWS, seed=0),
+                                dtype=np.float64 if double else np.float32)
     with _torch_blocked():
         try:
             import onnxsim
@@ -253,6 +267,18 @@ def _simplify(proto: onnx.ModelProto, model: SparseMLP) -> tuple[onnx.ModelProto
     return simplified, "onnxsim"
 
 
+def _input_type(proto: onnx.ModelProto) -> str:
+    """"float32" or "float64": what the graph's input rows must be."""
+    elem = proto.graph.input[0].type.tensor_type.elem_type
+    return "float64" if elem == TensorProto.DOUBLE else "float32"
+
+
+def input_dtype(session_or_type: Any) -> type:
+    """numpy dtype an onnxruntime input (or its type string, e.g. "tensor(double)") is fed with."""
+    kind = session_or_type if isinstance(session_or_type, str) else session_or_type.type
+    return np.float64 if kind == "tensor(double)" else np.float32
+
+
 def _set_metadata(proto: onnx.ModelProto, model: SparseMLP, export_style: str, simplifier: str) -> None:
     from .. import __version__
 
@@ -268,12 +294,14 @@ def _set_metadata(proto: onnx.ModelProto, model: SparseMLP, export_style: str, s
         "target_names": json.dumps(list(model.target_names)),
         "n_inputs": str(model.n_inputs),
         "n_outputs": str(model.n_outputs),
+        "input_type": _input_type(proto),
     }
     del proto.metadata_props[:]
     helper.set_model_props(proto, {key: values[key] for key in METADATA_KEYS})
 
 
-def to_onnx(model: SparseMLP, *, naive: bool = False, opset: int = 17, simplify: bool = True) -> onnx.ModelProto:
+def to_onnx(model: SparseMLP, *, naive: bool = False, opset: int = 17, simplify: bool = True,
+            double_input: bool | None = None) -> onnx.ModelProto:
     """Export a SparseMLP as an ONNX graph: input "input" (batch, n_inputs) -> output "output" (batch, n_outputs).
 
     Each hidden layer is a Gemm followed by one activation op (single-activation layers, fusable by
@@ -281,12 +309,16 @@ def to_onnx(model: SparseMLP, *, naive: bool = False, opset: int = 17, simplify:
     naive=True computes every activation present on the whole layer and mixes them with 0/1 masks: the
     benchmark baseline. metadata_props["simplifier"] records whether onnxsim's result was kept ("onnxsim"),
     could not be validated so the plain graph was kept ("onnxsim-unvalidated"), or was not run ("none").
+    double_input: the input is tensor(double) (default: when the model has wide_inputs; an exporter that
+    compiles first decides on the model before compiling, which still knows each feature's range).
     """
     max_opset = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= max_opset:
         raise UsageError(f"opset {opset} is not supported; use an opset from {MIN_OPSET} to {max_opset}")
     model.check()
-    graph = _build_graph(model, naive, opset)
+    if double_input is None:
+        double_input = bool(wide_inputs(model).any())
+    graph = _build_graph(model, naive, opset, double_input)
     # make_model_gen_version picks the IR version that goes with the opset, so a newer onnx package does
     # not stamp files with an IR version older runtimes refuse.
     proto = helper.make_model_gen_version(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -338,7 +370,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         raise ModelFileError(f"{p}: invalid or truncated ONNX model ({first})") from None
     if proto.producer_name == "swat-edge":
         present = {prop.key for prop in proto.metadata_props}
-        missing = [key for key in METADATA_KEYS if key not in present]
+        missing = [key for key in METADATA_KEYS if key not in present and key not in _OPTIONAL_METADATA]
         if missing:
             raise ModelFileError(
                 f"{p}: truncated swat-edge ONNX file (metadata {missing[0]!r} missing); re-export it"
@@ -383,7 +415,7 @@ def run_onnx(onnx_model: onnx.ModelProto | bytes, x: np.ndarray) -> np.ndarray:
     width = spec.shape[1] if len(spec.shape) == 2 and isinstance(spec.shape[1], int) else None
     if x.ndim != 2 or (width is not None and x.shape[1] != width):
         raise DataError("input rows", f"shape {x.shape}, expected (rows, {width if width is not None else 'n_inputs'})")
-    return session.run(None, {spec.name: _f32(x)})[0]
+    return session.run(None, {spec.name: np.ascontiguousarray(x, dtype=input_dtype(spec))})[0]
 
 
 @dataclass(frozen=True)
@@ -414,13 +446,13 @@ def check_onnx(
 
     input_columns: the columns of the model's inputs the ONNX graph takes (for a compiled model that
     dropped unused inputs); x is always in the reference model's columns.
-    The reference runs on the float32 rows the graph receives (as verify_c does): a feature like a unix
-    timestamp moves by up to 64 when rounded to float32, which no graph can undo.
+    The reference runs on the rows the graph receives: float32, or float64 for a graph with a double input
+    (wide_inputs: a unix timestamp moves by up to 64 when rounded to float32).
     """
     x = sample_inputs(model, rows, seed=seed) if x is None else np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != model.n_inputs:
         raise DataError("check rows", f"shape {x.shape}, expected (rows, {model.n_inputs})")
-    x = _f32(x).astype(np.float64)
+    x = x.astype(input_dtype(_session(onnx_model).get_inputs()[0])).astype(np.float64)
     feed = x
     if input_columns is not None:
         cols = np.asarray(list(input_columns), dtype=np.int64)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from ..compile import PIPELINE, PIPELINE_INT8, CompileResult, run_passes
+from ..compile import CompileResult, export_passes, run_passes
+from ..compile.fold_normalization import wide_inputs
 from ..data import model_rows, read_table
 from ..errors import InputError, UsageError
 from ..files import atomic_write_bytes, check_output_path
@@ -98,6 +99,13 @@ class ExportRows:
     calibration_source: str | None  # e.g. "750 rows of motor.csv"
     heldout_source: str | None  # e.g. "held-out rows from motor_holdout.csv"
 
+    def columns(self, kept: list[int]) -> "ExportRows":
+        """The same rows restricted to the input columns `kept` (for a model whose unused inputs were dropped)."""
+        def pick(rows: np.ndarray | None) -> np.ndarray | None:
+            return None if rows is None else rows[:, kept]
+
+        return replace(self, calibration=pick(self.calibration), heldout=pick(self.heldout))
+
 
 def read_export_rows(
     model: SparseMLP, *, calibration: str | os.PathLike | None = None, holdout: str | os.PathLike | None = None
@@ -132,6 +140,7 @@ def export_onnx_file(
     keep_last_fp32: bool = True,
     max_drift: float | None = None,
     simplify: bool = True,
+    drop_unused_inputs: bool = False,
 ) -> OnnxExport:
     """Compile, export, verify and write `model` as ONNX (fp32 or int8). Rows are in the model's raw columns.
 
@@ -139,11 +148,14 @@ def export_onnx_file(
     (measured 4.7e-3 vs 3.2e-4, both with reduce_range, which keeps U8S8 kernels on AVX2 from saturating).
     int8 calibration rows default to the rows stored in the model; drift is measured on `heldout_rows`
     (default: sampled rows over the model's input range, which is said in drift_rows_source).
+    The graph takes every feature column of the model unless drop_unused_inputs (compile.export_passes).
     """
     dest = check_output_path(path, force=force)  # fail before the work, not after
-    compiled = run_passes(model, passes=PIPELINE if quantization == "none" else PIPELINE_INT8)
+    compiled = run_passes(model, passes=export_passes(int8=quantization != "none",
+                                                       drop_unused_inputs=drop_unused_inputs))
     kept = list(compiled.kept_inputs)
-    fp32 = to_onnx(compiled.model, simplify=simplify)
+    # decided on the model as trained: the compiled one has folded away the ranges wide_inputs needs
+    fp32 = to_onnx(compiled.model, simplify=simplify, double_input=bool(wide_inputs(model)[kept].any()))
     check_x = sample_inputs(model, CHECK_ROWS, seed=1)
     if model.calibration is not None:
         check_x = np.vstack([check_x, model.calibration])
@@ -313,6 +325,7 @@ def export_file(
     calibration: str | os.PathLike | None = None,
     holdout: str | os.PathLike | None = None,
     max_drift: float | None = None,
+    drop_unused_inputs: bool = False,
 ) -> FileExport:
     """`swat-edge export`: the output's name picks ONNX fp32, ONNX int8 or C (output_kind), then export_onnx_file
     or export_c_file on the model file, with rows from the calibration and holdout files (read_export_rows).
@@ -329,6 +342,11 @@ def export_file(
     rows = read_export_rows(model, calibration=calibration, holdout=holdout)
     result: OnnxExport | CExport
     if kind == "c":
+        if drop_unused_inputs:  # the C reads its inputs by index: drop them from the model it is generated from
+            from ..compile import drop_unused_inputs as drop
+
+            dropped = run_passes(model, passes=(drop,))
+            model, rows = dropped.model, rows.columns(list(dropped.kept_inputs))
         result = export_c_file(
             model, output, force=force, dtype=c_dtype, fast_math=fast_math, prefix=prefix,
             calibration_rows=rows.calibration, heldout_rows=rows.heldout, heldout_source=rows.heldout_source,
@@ -338,6 +356,6 @@ def export_file(
         result = export_onnx_file(
             model, output, force=force, quantization=quantization, calibration_rows=rows.calibration,
             heldout_rows=rows.heldout, heldout_targets=rows.heldout_targets, keep_last_fp32=not quantize_last,
-            max_drift=max_drift,
+            max_drift=max_drift, drop_unused_inputs=drop_unused_inputs,
         )
     return FileExport(model=model, rows=rows, result=result)

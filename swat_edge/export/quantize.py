@@ -93,7 +93,8 @@ def _feature_names(onnx_model: onnx.ModelProto) -> list[str] | None:
 def check_rows(
     rows: np.ndarray, onnx_model: onnx.ModelProto, *, source: str = "calibration data"
 ) -> np.ndarray:
-    """Return rows as float32 (n, n_inputs) if they fit the model's input, else raise DataError saying where."""
+    """Return rows as the graph's input dtype (float32, or float64 for a double input) and shape (n, n_inputs)
+    if they fit the model's input, else raise DataError saying where."""
     x = np.asarray(rows)
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(source, f"values must be numbers, got dtype {x.dtype}")
@@ -118,7 +119,8 @@ def check_rows(
         raise DataError(
             source, f"{what} in column index {c}; rows must be finite (drop or impute them)", row=r, column=name
         )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    double = onnx_model.graph.input and onnx_model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    return np.ascontiguousarray(x, dtype=np.float64 if double else np.float32)
 
 
 def _rows_reader(x: np.ndarray, input_name: str):

@@ -379,22 +379,27 @@ def make_session(
         raise ModelFileError(f"{where}: onnxruntime cannot load it ({first})") from None
 
 
-def _input_spec(sess: ort.InferenceSession, source: str) -> tuple[str, int, int | None]:
-    """-> (input name, width, fixed batch size or None). The benchmark feeds one float32 (batch, width) input."""
+_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
+
+def _input_spec(sess: ort.InferenceSession, source: str) -> tuple[str, int, int | None, type]:
+    """-> (input name, width, fixed batch size or None, numpy dtype). The benchmark feeds one (batch, width)
+    input of float32 rows, or float64 for a model that takes wide inputs such as timestamps."""
     inputs = sess.get_inputs()
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise InputError(f"{source}: has {len(inputs)} inputs ({names}); bench measures models with one input")
     inp = inputs[0]
-    if inp.type != "tensor(float)":
-        raise InputError(f"{source}: input {inp.name!r} is {inp.type}; bench feeds float32 rows (tensor(float))")
+    if inp.type not in _INPUT_DTYPES:
+        raise InputError(f"{source}: input {inp.name!r} is {inp.type}; bench feeds float32 or float64 rows "
+                         "(tensor(float), tensor(double))")
     shape = list(inp.shape)
     if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] <= 0:
         raise InputError(
             f"{source}: input {inp.name!r} has shape {shape}; bench needs (batch, n_inputs) with a fixed n_inputs"
         )
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    return inp.name, int(shape[1]), batch
+    return inp.name, int(shape[1]), batch, _INPUT_DTYPES[inp.type]
 
 
 def _make_call(
@@ -426,8 +431,8 @@ def _make_call(
     return call
 
 
-def _rows(n_rows: int, width: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n_rows, width)).astype(np.float32)
+def _rows(n_rows: int, width: int, seed: int, dtype: type = np.float32) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n_rows, width)).astype(dtype)
 
 
 def _check_settings(
@@ -457,7 +462,7 @@ class BenchModel:
         summary = summarize_onnx(model)  # parses and rejects non-ONNX input with a one-line error
         self.source = summary.source
         self.sess = make_session(model, threads=threads, source=summary.source)
-        self.input_name, self.width, self.fixed_batch = _input_spec(self.sess, summary.source)
+        self.input_name, self.width, self.fixed_batch, self.dtype = _input_spec(self.sess, summary.source)
         self.info = ModelInfo(
             source=summary.source,
             size_bytes=summary.size_bytes,
@@ -474,7 +479,7 @@ class BenchModel:
                 f"{self.source}: input has a fixed batch size of {self.fixed_batch}; bench it with batch "
                 f"{self.fixed_batch} or export it with a dynamic batch dimension"
             )
-        x = _rows(batch_size, self.width, seed)
+        x = _rows(batch_size, self.width, seed, self.dtype)
         return _make_call(self.sess, self.source, self.input_name, x, io_binding=io_binding)
 
 
@@ -633,7 +638,8 @@ name = sess.get_inputs()[0].name
 width = sess.get_inputs()[0].shape[1]
 outs = [o.name for o in sess.get_outputs()]
 for bs in cfg["batch_sizes"]:
-    x = np.random.default_rng(cfg["seed"]).standard_normal((bs, width)).astype(np.float32)
+    x = np.random.default_rng(cfg["seed"]).standard_normal((bs, width)).astype(
+        np.float64 if sess.get_inputs()[0].type == "tensor(double)" else np.float32)
     for _ in range(3):
         sess.run(outs, {name: x})
 if rss_at_reset is not None:

@@ -260,6 +260,7 @@ def harness_defines(csrc: CSource) -> tuple[str, ...]:
         f"-DSWAT_EDGE_PREDICT_BATCH={prefix}_predict_batch",
         f"-DSWAT_EDGE_N_INPUTS={upper}_N_INPUTS",
         f"-DSWAT_EDGE_N_OUTPUTS={upper}_N_OUTPUTS",
+        *([f"-DSWAT_EDGE_INPUT_T={csrc.input_type}"] if csrc.input_type != "float" else []),
     )
 
 
@@ -276,6 +277,7 @@ class _Harness:
         self.cmd = find_c_compiler(cc)
         self.cflags = tuple(cflags)
         self.n_inputs = csrc.n_inputs
+        self.input_dtype = csrc.input_dtype
         self.target_ns = float(target_sample_us) * 1e3
         self.chained = chained
         self._tmp = tempfile.TemporaryDirectory(prefix="swat-edge-cbench-")
@@ -301,7 +303,7 @@ class _Harness:
         """The input pool for `batch_size`: _pool_batches(batch_size) batches cut from `rows` (repeated as needed)."""
         n_rows = _pool_batches(batch_size) * batch_size
         x = rows[np.arange(n_rows) % len(rows)]
-        np.ascontiguousarray(x, dtype=np.float32).tofile(self.dir / "rows.f32")
+        np.ascontiguousarray(x, dtype=self.input_dtype).tofile(self.dir / "rows.f32")
 
     def run(
         self, batch_size: int, n_samples: int, *, calls: int = 0, warmup: int = _WARMUP_SAMPLES

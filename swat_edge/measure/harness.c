@@ -7,6 +7,7 @@
  *   -DSWAT_EDGE_PREDICT_BATCH=model_predict_batch
  *   -DSWAT_EDGE_N_INPUTS=MODEL_N_INPUTS          row widths (the header's macros)
  *   -DSWAT_EDGE_N_OUTPUTS=MODEL_N_OUTPUTS
+ *   -DSWAT_EDGE_INPUT_T=double                   optional: the model reads double rows (default float)
  * C99 plus POSIX clock_gettime(CLOCK_MONOTONIC).
  */
 #if !defined(SWAT_EDGE_MODEL_HEADER) || !defined(SWAT_EDGE_PREDICT) || !defined(SWAT_EDGE_PREDICT_BATCH) \
@@ -19,6 +20,11 @@
 #include <time.h>
 #include SWAT_EDGE_MODEL_HEADER
 
+#ifndef SWAT_EDGE_INPUT_T
+#define SWAT_EDGE_INPUT_T float
+#endif
+typedef SWAT_EDGE_INPUT_T input_t;
+
 static volatile float sink;
 
 static double now_ns(void)
@@ -29,7 +35,7 @@ static double now_ns(void)
 }
 
 /* `calls` calls over a pool of n_pool input batches; returns nanoseconds. */
-static double run(float *pool, long n_pool, int batch, long calls, int chained, float *out)
+static double run(input_t *pool, long n_pool, int batch, long calls, int chained, float *out)
 {
     long i, k = 0;
     float carry = 0.0f;
@@ -37,9 +43,9 @@ static double run(float *pool, long n_pool, int batch, long calls, int chained, 
     const size_t stride = (size_t)batch * SWAT_EDGE_N_INPUTS;
     t0 = now_ns();
     for (i = 0; i < calls; ++i) {
-        float *x = pool + (size_t)k * stride;
+        input_t *x = pool + (size_t)k * stride;
         if (chained) {
-            x[0] += carry; /* adds +-0: the next call waits for this one's output */
+            x[0] += (input_t)carry; /* adds +-0: the next call waits for this one's output */
         }
         if (batch == 1) {
             SWAT_EDGE_PREDICT(x, out);
@@ -65,7 +71,8 @@ int main(int argc, char **argv)
     long n_pool, n_samples, warmup, s, calls;
     int batch, chained;
     double target_ns, *times;
-    float *pool, *out;
+    input_t *pool;
+    float *out;
     size_t n_values;
     if (argc != 10) {
         return 2;
@@ -81,14 +88,14 @@ int main(int argc, char **argv)
         return 2;
     }
     n_values = (size_t)n_pool * (size_t)batch * SWAT_EDGE_N_INPUTS;
-    pool = (float *)malloc(n_values * sizeof(float) + 1);
+    pool = (input_t *)malloc(n_values * sizeof(input_t) + 1);
     out = (float *)malloc((size_t)batch * SWAT_EDGE_N_OUTPUTS * sizeof(float) + sizeof(float));
     times = (double *)malloc((size_t)n_samples * sizeof(double));
     if (pool == NULL || out == NULL || times == NULL) {
         return 3;
     }
     f = fopen(argv[1], "rb");
-    if (f == NULL || fread(pool, sizeof(float), n_values, f) != n_values) {
+    if (f == NULL || fread(pool, sizeof(input_t), n_values, f) != n_values) {
         return 4;
     }
     fclose(f);

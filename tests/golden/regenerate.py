@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 from onnx import helper  # noqa: E402
 
@@ -43,7 +44,15 @@ def _motor() -> SparseMLP:
     return load_model(REPO / "examples" / "motor.safetensors")  # the bundled example, with calibration rows
 
 
-MODELS: dict[str, Callable[[], SparseMLP]] = {"mixed": _mixed, "pruned": _pruned, "linear": _linear, "motor": _motor}
+def _timestamp() -> SparseMLP:
+    # a unix-time feature (1.7e9 +/- 3000) next to an ordinary one: the exports take double rows
+    model = random_model((2, 4, 1), seed=5)
+    return model.replace(input_scale=np.array([1.0 / 3000.0, 2.0]), input_offset=np.array([-1.7e9 / 3000.0, -1.0]),
+                         feature_names=("unix_time", "load"))
+
+
+MODELS: dict[str, Callable[[], SparseMLP]] = {"mixed": _mixed, "pruned": _pruned, "linear": _linear, "motor": _motor,
+                                              "timestamp": _timestamp}
 
 # name -> (model, to_c options). mlp_* keep their historical names (the first golden files).
 C_CASES: dict[str, tuple[str, dict[str, object]]] = {
@@ -53,6 +62,7 @@ C_CASES: dict[str, tuple[str, dict[str, object]]] = {
     "pruned_float": ("pruned", {"dtype": "float", "fast_math": False}),
     "motor_float": ("motor", {"dtype": "float", "fast_math": False}),
     "motor_int8": ("motor", {"dtype": "int8", "fast_math": False}),
+    "timestamp_float": ("timestamp", {"dtype": "float", "fast_math": False}),
 }
 
 # name -> (model, export_onnx_file options): the whole export pipeline (passes, emit, onnxsim, quantize).
@@ -63,6 +73,7 @@ ONNX_CASES: dict[str, tuple[str, dict[str, object]]] = {
     "linear": ("linear", {}),
     "motor": ("motor", {}),
     "motor_int8": ("motor", {"quantization": "static"}),
+    "timestamp": ("timestamp", {}),
 }
 
 
