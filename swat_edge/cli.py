@@ -181,6 +181,7 @@ def search_command(
     target: str = typer.Option(..., "--target", help="Device to search for: a built-in profile (swat-edge targets list) or a .toml path."),
     target_col: Optional[str] = typer.Option(None, "--target-col", help="Column to predict (default: the last column)."),
     features: Optional[str] = typer.Option(None, "--features", help="Input columns, comma separated (default: every other column)."),
+    missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<timestamp>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
@@ -203,7 +204,7 @@ def search_command(
     """Search a small sparse MLP for DATA on TARGET in the embedding's latent space; prune, fine-tune, export, report."""
     import time
 
-    from .data import load_dataset
+    from .data import load_train_and_test
     from .device.cost import parse_latency_us, parse_size_bytes
     from .device.targets import load_target
     from .runs.folder import RUNS_DIR, check_run_dir, default_run_dir, write_run
@@ -213,9 +214,7 @@ def search_command(
     budget_us = parse_latency_us(latency_budget) if latency_budget else None
     budget_bytes = parse_size_bytes(size_budget) if size_budget else None
     run_dir = check_run_dir(out, force=force) if out is not None else default_run_dir(RUNS_DIR)
-    dataset = load_dataset(data, target_cols=target_col, features=features)
-    test_set = None if test is None else load_dataset(test, target_cols=list(dataset.target_names),
-                                                      features=list(dataset.feature_names))
+    dataset, test_set = load_train_and_test(data, test, target_cols=target_col, features=features, missing=missing)
 
     from .search import load_embedding, set_torch_threads  # imports torch (MissingExtraError without it)
     from .search.latent import family_param_count

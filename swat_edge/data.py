@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, UsageError
 from .files import check_input_file
 
 __all__ = [
@@ -20,7 +20,9 @@ __all__ = [
     "select_columns",
     "model_rows",
     "Dataset",
+    "MISSING_POLICIES",
     "load_dataset",
+    "load_train_and_test",
     "holdout_split",
     "minmax_scaling",
 ]
@@ -128,7 +130,8 @@ def read_table(path: str | os.PathLike) -> Table:
     return table
 
 
-def check_finite(table: Table, columns: Sequence[int] | None = None) -> None:
+def check_finite(table: Table, columns: Sequence[int] | None = None,
+                 fix: str = "drop or impute the row") -> None:
     """Raise DataError naming the first row and column that holds NaN, inf or an empty cell."""
     cols = list(range(len(table.columns))) if columns is None else list(columns)
     block = table.values[:, cols]
@@ -139,14 +142,20 @@ def check_finite(table: Table, columns: Sequence[int] | None = None) -> None:
         what = "empty cell or NaN" if np.isnan(value) else str(value)
         raise DataError(
             table.path,
-            f"{what}; values must be finite (drop or impute the row)",
+            f"{what}; values must be finite ({fix})",
             row=int(r) + 1,
             column=table.columns[cols[c]],
         )
 
 
-def select_columns(table: Table, names: Sequence[str], *, role: str = "feature") -> np.ndarray:
-    """The (rows, len(names)) block of the named columns; a missing name is a DataError listing what exists."""
+# What load_dataset's error says a user can do about an empty cell
+_MISSING_FIX = "drop or impute the row, or search with --missing drop|median"
+
+
+def select_columns(table: Table, names: Sequence[str], *, role: str = "feature", finite: bool = True,
+                   fix: str = "drop or impute the row") -> np.ndarray:
+    """The (rows, len(names)) block of the named columns; a missing name is a DataError listing what exists.
+    finite=False lets empty cells (NaN) through; inf is refused either way."""
     index = {name: i for i, name in enumerate(table.columns)}
     missing = [n for n in names if n not in index]
     if missing:
@@ -155,8 +164,19 @@ def select_columns(table: Table, names: Sequence[str], *, role: str = "feature")
             f"no {role} column {missing[0]!r} (the file has: {', '.join(table.columns)})",
         )
     cols = [index[n] for n in names]
-    check_finite(table, cols)
+    if finite:
+        check_finite(table, cols, fix)
+    else:
+        _check_no_inf(table, cols)
     return table.values[:, cols]
+
+
+def _check_no_inf(table: Table, cols: Sequence[int]) -> None:
+    bad = np.isinf(table.values[:, cols])
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataError(table.path, f"{table.values[r, cols[c]]}; values must be finite", row=int(r) + 1,
+                        column=table.columns[cols[c]])
 
 
 def model_rows(
@@ -188,9 +208,16 @@ def model_rows(
 # Datasets for the search: features and targets chosen by name, a seeded validation split, min-max scaling.
 
 
+MISSING_POLICIES = ("error", "drop", "median")
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """Features x (rows, n_features) and targets y (rows, n_targets) read from `path`, with the file's sha256."""
+    """Features x (rows, n_features) and targets y (rows, n_targets) read from `path`, with the file's sha256.
+
+    input_fill: per feature, the value a missing input is replaced by (`--missing median`: the training file's
+    medians; the model and its exports carry it); missing_note says what was dropped or imputed.
+    """
 
     path: str
     x: np.ndarray
@@ -198,6 +225,8 @@ class Dataset:
     feature_names: tuple[str, ...]
     target_names: tuple[str, ...]
     sha256: str
+    input_fill: np.ndarray | None = None
+    missing_note: str = ""
 
     @property
     def n_rows(self) -> int:
@@ -216,10 +245,15 @@ def load_dataset(
     *,
     target_cols: str | Sequence[str] | None = None,
     features: str | Sequence[str] | None = None,
+    missing: str = "error",
+    input_fill: np.ndarray | None = None,
 ) -> Dataset:
     """Read a CSV/NPZ and pick targets (default: the last column) and features (default: every other column).
 
-    Names may be given as a list or one comma-separated string. Only the chosen columns must be finite.
+    Names may be given as a list or one comma-separated string. Only the chosen columns are checked.
+    missing (an empty cell or NaN in a chosen column): "error" (a DataError naming the row and column), "drop"
+    (drop those rows), or "median" (drop rows with a missing target; fill missing features with the medians of
+    this file's rows, or with `input_fill` when given: a test file is filled with the training medians).
     """
     import hashlib
 
@@ -238,10 +272,60 @@ def load_dataset(
         seen = [n for i, n in enumerate(names) if n in names[:i]]
         if seen:
             raise DataError(table.path, f"{role} column {seen[0]!r} is named twice; name each column once")
-    y = select_columns(table, targets, role="target")  # a missing target is the likelier mistake: name it first
-    x = select_columns(table, chosen, role="feature")
+    if missing not in MISSING_POLICIES:
+        raise UsageError(f"--missing {missing}: use {', '.join(MISSING_POLICIES)}")
+    strict = missing == "error"
+    # a missing target is the likelier mistake: checked first
+    y = select_columns(table, targets, role="target", finite=strict, fix=_MISSING_FIX)
+    x = select_columns(table, chosen, role="feature", finite=strict, fix=_MISSING_FIX)
+    x, y, fill, note = _handle_missing(table.path, x, y, tuple(chosen), missing, input_fill)
     digest = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
-    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest)
+    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest, fill, note)
+
+
+def load_train_and_test(
+    data: str | os.PathLike, test: str | os.PathLike | None, *, target_cols: str | Sequence[str] | None = None,
+    features: str | Sequence[str] | None = None, missing: str = "error",
+) -> tuple[Dataset, Dataset | None]:
+    """The training file and an optional test file with the same columns and missing-value policy; under
+    "median" the test file's missing features get the training medians, as the deployed model does."""
+    dataset = load_dataset(data, target_cols=target_cols, features=features, missing=missing)
+    if test is None:
+        return dataset, None
+    return dataset, load_dataset(test, target_cols=list(dataset.target_names), features=list(dataset.feature_names),
+                                 missing=missing, input_fill=dataset.input_fill)
+
+
+def _handle_missing(path: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], missing: str,
+                    input_fill: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
+    """(x, y, input_fill, note) after the missing-value policy (see load_dataset)."""
+    if missing == "error":
+        return x, y, None, ""
+    lost_x, lost_y = np.isnan(x).any(axis=1), np.isnan(y).any(axis=1)
+    drop = lost_x | lost_y if missing == "drop" else lost_y
+    if drop.all():
+        raise DataError(path, f"every row has a missing {'value' if missing == 'drop' else 'target'}; "
+                              "nothing is left to learn from")
+    notes = []
+    if drop.any():
+        what = "a missing value" if missing == "drop" else "a missing target"
+        notes.append(f"dropped {int(drop.sum())} of {len(x)} rows with {what}")
+    x, y = x[~drop], y[~drop]
+    fill = None
+    if missing == "median":
+        if input_fill is None:
+            empty = [n for n, column in zip(names, x.T) if np.isnan(column).all()]
+            if empty:
+                raise DataError(path, f"no value to take a median of", column=empty[0])
+            input_fill = np.nanmedian(x, axis=0)
+        fill = np.asarray(input_fill, dtype=np.float64)
+        gaps = np.isnan(x)
+        if gaps.any():
+            columns = [n for n, hit in zip(names, gaps.any(axis=0)) if hit]
+            notes.append(f"filled {int(gaps.sum())} missing value(s) in {', '.join(columns)} with the training "
+                         "median (the model and its exports do the same)")
+        x = np.where(gaps, fill, x)
+    return x, y, fill, "; ".join(notes)
 
 
 def holdout_split(n_rows: int, *, fraction: float, seed: int, min_rows: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,8 @@ __all__ = [
     "apply_activation",
     "forward",
     "forward_normalized",
+    "fill_missing",
+    "with_missing_rows",
     "sample_inputs",
     "save_model",
     "load_model",
@@ -109,6 +111,8 @@ class SparseMLP:
     The network sees x_n = x * input_scale + input_offset and its raw output y_n is returned as
     y = y_n * output_scale + output_offset. The output layer is linear (all activations identity).
     `calibration` holds optional raw input rows (for int8 calibration and export checks).
+    `input_fill` (optional, per input; NaN: none) replaces a missing (NaN) raw input before anything else: the
+    training median under `search --missing median`, and the exported ONNX and C do the same.
     """
 
     hidden: tuple[Layer, ...]
@@ -121,6 +125,7 @@ class SparseMLP:
     target_names: tuple[str, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
     calibration: np.ndarray | None = None
+    input_fill: np.ndarray | None = None
 
     @property
     def n_inputs(self) -> int:
@@ -154,6 +159,7 @@ class SparseMLP:
         target_names: Sequence[str] | None = None,
         provenance: dict[str, Any] | None = None,
         calibration: np.ndarray | None = None,
+        input_fill: np.ndarray | None = None,
     ) -> "SparseMLP":
         hidden = tuple(hidden)
         n_in = hidden[0].n_in if hidden else output.n_in
@@ -173,6 +179,7 @@ class SparseMLP:
             target_names=tuple(target_names) if target_names is not None else tuple(f"y{i}" for i in range(n_out)),
             provenance=dict(provenance or {}),
             calibration=None if calibration is None else np.asarray(calibration, dtype=np.float64),
+            input_fill=None if input_fill is None else np.asarray(input_fill, dtype=np.float64).reshape(-1),
         )
         model.check()
         return model
@@ -202,6 +209,11 @@ class SparseMLP:
             raise ModelFileError(f"{len(self.feature_names)} feature names for {self.n_inputs} inputs")
         if len(self.target_names) != self.n_outputs:
             raise ModelFileError(f"{len(self.target_names)} target names for {self.n_outputs} outputs")
+        if self.input_fill is not None:
+            if self.input_fill.shape != (self.n_inputs,):
+                raise ModelFileError(f"input_fill: shape {self.input_fill.shape}, expected ({self.n_inputs},)")
+            if np.any(np.isinf(self.input_fill)):
+                raise ModelFileError("input_fill: contains inf (NaN marks an input without a fill value)")
         if self.calibration is not None and (
             self.calibration.ndim != 2 or self.calibration.shape[1] != self.n_inputs
         ):
@@ -298,11 +310,20 @@ def forward_normalized(model: SparseMLP, x_normalized: np.ndarray) -> np.ndarray
     return h
 
 
+def fill_missing(model: SparseMLP, x: np.ndarray) -> np.ndarray:
+    """x with each missing (NaN) raw input replaced by the model's input_fill (where it has one)."""
+    if model.input_fill is None:
+        return x
+    return np.where(np.isnan(x), model.input_fill, x)
+
+
 def forward(model: SparseMLP, x: np.ndarray) -> np.ndarray:
-    """Raw features (rows, n_inputs) -> raw targets (rows, n_outputs), float64."""
+    """Raw features (rows, n_inputs) -> raw targets (rows, n_outputs), float64. A missing (NaN) input is
+    replaced by the model's input_fill first, when it has one."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != model.n_inputs:
         raise ValueError(f"expected inputs of shape (rows, {model.n_inputs}), got {x.shape}")
+    x = fill_missing(model, x)
     y_n = forward_normalized(model, x * model.input_scale + model.input_offset)
     return y_n * model.output_scale + model.output_offset
 
@@ -313,6 +334,19 @@ def sample_inputs(model: SparseMLP, n_rows: int, seed: int = 0) -> np.ndarray:
     x_n = rng.uniform(-1.5, 1.5, size=(n_rows, model.n_inputs))
     safe_scale = np.where(model.input_scale == 0.0, 1.0, model.input_scale)
     return (x_n - model.input_offset) / safe_scale
+
+
+def with_missing_rows(model: SparseMLP, x: np.ndarray, per_column: int = 8) -> np.ndarray:
+    """x plus, for each input the model fills (input_fill), `per_column` copies of its first rows with that input
+    missing (NaN): export checks run these so the exported fill path is checked like the rest."""
+    if model.input_fill is None or len(x) == 0:
+        return x
+    extra = []
+    for j in np.flatnonzero(np.isfinite(model.input_fill)):
+        rows = np.array(x[:per_column], dtype=np.float64)
+        rows[:, j] = np.nan
+        extra.append(rows)
+    return np.vstack([x, *extra]) if extra else x
 
 
 def output_tolerance(model: SparseMLP, y_reference: np.ndarray, rel: float = 1e-5) -> np.ndarray:
@@ -343,6 +377,8 @@ def _tensors_and_meta(model: SparseMLP) -> tuple[dict[str, np.ndarray], dict[str
     tensors["output.offset"] = f64(model.output_offset)
     if model.calibration is not None:
         tensors["calibration"] = f64(model.calibration)
+    if model.input_fill is not None:
+        tensors["input.fill"] = f64(model.input_fill)
     meta = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -448,6 +484,7 @@ def model_from_bytes(data: bytes, source: str = "<bytes>") -> SparseMLP:
             target_names=meta["target_names"],
             provenance=meta.get("provenance", {}),
             calibration=tensors.get("calibration"),
+            input_fill=tensors.get("input.fill"),
         )
     except KeyError as exc:
         raise ModelFileError(f"{source}: metadata lacks field {exc.args[0]!r}") from None

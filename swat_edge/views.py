@@ -160,6 +160,8 @@ def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Emb
     _say(f"searching {dataset.n_rows} rows of {data} ({', '.join(dataset.target_names)} from "
          f"{len(dataset.feature_names)} features) for {target}: depths {family.min_depth}-{family.max_depth} x "
          f"{starts} starts, {steps} steps; embedding {embedding.source} ({embedding.steps} training steps)")
+    if dataset.missing_note:
+        stdout.print(f"missing values: {dataset.missing_note}", markup=False, soft_wrap=True)
 
 
 @contextmanager

@@ -33,6 +33,7 @@ def drop_unused_inputs(model: SparseMLP) -> tuple[SparseMLP, PassReport]:
             output=layers[-1],
             input_scale=model.input_scale[kept],
             input_offset=model.input_offset[kept],
+            input_fill=None if model.input_fill is None else model.input_fill[kept],
             feature_names=tuple(model.feature_names[j] for j in kept),
             calibration=None if model.calibration is None else model.calibration[:, kept],
         )

@@ -31,6 +31,7 @@ the banner says so, and verify_c widens its tolerance by those errors propagated
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tempfile
@@ -54,6 +55,7 @@ from ..model import (
     model_hash,
     output_tolerance,
     sample_inputs,
+    with_missing_rows,
 )
 from .cc import compile_c, find_c_compiler, run_program
 
@@ -272,6 +274,8 @@ class _Plan:
     # the function reads double rows (compile.fold_normalization.wide_inputs): a timestamp in float32 is
     # rounded to 128 s before any arithmetic; the midpoints are subtracted in double, then cast to float
     double_input: bool = False
+    # per input, the value a missing (NaN) input is replaced by (NaN: none), as SparseMLP.input_fill
+    input_fill: tuple[float, ...] = ()
 
 
 def _act_scalar(name: str, z: float) -> float:
@@ -320,13 +324,14 @@ def _lower(model: SparseMLP) -> _Plan:
     order = {name: k for k, name in enumerate(ACTIVATIONS)}
     grouped = [tuple(sorted(units, key=lambda u: (order[u.activation], u.index))) for units in layers[:-1]]
     output = tuple(sorted(layers[-1], key=lambda u: u.index))
+    fill = () if model.input_fill is None else tuple(float(v) for v in model.input_fill)
     return _Plan(model.n_inputs, model.n_outputs, (*grouped, output), tuple(float(c) for c in shift),
-                 bool(wide_inputs(model).any()))
+                 bool(wide_inputs(model).any()), fill)
 
 
 def _plan_values(plan: _Plan, x: np.ndarray) -> list[dict[int, np.ndarray]]:
     """float64 values of every source: [inputs, hidden layer 1, ...], each {neuron index: column}."""
-    x = np.asarray(x, dtype=np.float64) - _shift_vector(plan)
+    x = _filled(plan, np.asarray(x, dtype=np.float64)) - _shift_vector(plan)
     values: list[dict[int, np.ndarray]] = [{i: x[:, i] for i in range(plan.n_inputs)}]
     for units in plan.layers:
         prev = values[-1]
@@ -338,6 +343,11 @@ def _plan_values(plan: _Plan, x: np.ndarray) -> list[dict[int, np.ndarray]]:
             layer_values[u.index] = apply_activation(u.activation, z)
         values.append(layer_values)
     return values
+
+
+def _filled(plan: _Plan | _QPlan, x: np.ndarray) -> np.ndarray:
+    """x with missing inputs replaced as the generated code does (isnan(in[i]) ? fill : in[i])."""
+    return np.where(np.isnan(x), np.asarray(plan.input_fill), x) if plan.input_fill else x
 
 
 def _shift_vector(plan: _Plan | _QPlan) -> np.ndarray:
@@ -380,6 +390,7 @@ class _QPlan:
     layers: tuple[tuple[_QUnit, ...], ...]
     input_shift: tuple[float, ...] = ()  # as _Plan.input_shift: subtracted from the raw inputs first
     double_input: bool = False  # as _Plan.double_input
+    input_fill: tuple[float, ...] = ()  # as _Plan.input_fill
 
 
 # Output bounds of each activation: a range margin never reaches past them (relu never goes below 0).
@@ -429,7 +440,7 @@ def _quantize_plan(plan: _Plan, rows: np.ndarray) -> _QPlan:
         if li > 0:
             layers[li - 1] = tuple(u for u in layers[li - 1] if u.index in used)
     return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers), plan.input_shift,
-                  plan.double_input)
+                  plan.double_input, plan.input_fill)
 
 
 def _q8_numpy(t: np.ndarray) -> np.ndarray:
@@ -457,10 +468,11 @@ def _act_f32(name: str, z: np.ndarray) -> np.ndarray:
 def _simulate_int8(qplan: _QPlan, x: np.ndarray) -> np.ndarray:
     """float32 simulation of the generated int8 code (same operations and rounding, libm aside)."""
     f = np.float32
+    x = _filled(qplan, np.asarray(x, dtype=np.float64))
     if qplan.double_input:  # (float)(in[i] - c) in double
-        x = (np.asarray(x, dtype=np.float64) - _shift_vector(qplan)).astype(np.float32)
+        x = (x - _shift_vector(qplan)).astype(np.float32)
     else:
-        x = (np.asarray(x, dtype=np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
+        x = (x.astype(np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
     prev: dict[int, np.ndarray] = {i: x[:, i] for i in range(qplan.n_inputs)}
     out = np.zeros((len(x), qplan.n_outputs), dtype=np.float64)
     for li, qunits in enumerate(qplan.layers):
@@ -511,24 +523,39 @@ def _plus(value: float) -> str:
     return f"- {text[1:]}" if text.startswith("-") else f"+ {text}"
 
 
-def _shifted_inputs(input_shift: Sequence[float], read: set[int], double_input: bool = False
-                    ) -> tuple[list[str], str]:
-    """Statements subtracting each shifted input's c (exact in float32), and the name format of the inputs.
-    With double_input (`in` is double) every input read is converted to float, after its shift in double."""
+def _input_value(i: int, fill: float, double_input: bool) -> str:
+    """in[i], or the fill value where it is missing (isnan works on float and double)."""
+    if np.isnan(fill):
+        return f"in[{i}]"
+    literal = repr(float(fill)) if double_input else c_float_literal(fill)
+    return f"(isnan(in[{i}]) ? {literal} : in[{i}])"
+
+
+def _shifted_inputs(input_shift: Sequence[float], read: set[int], double_input: bool = False,
+                    input_fill: Sequence[float] = ()) -> tuple[list[str], str]:
+    """Statements that prepare the raw inputs, and the name format of the prepared inputs: a missing input gets
+    its fill value (input_fill), each shifted input's c is subtracted (exact in float32); with double_input
+    (`in` is double) every input read is converted to float, after its shift in double."""
+    fills = [float(input_fill[i]) if input_fill else math.nan for i in range(len(input_shift) or max(read, default=-1) + 1)]
+    filled = [i for i in sorted(read) if not math.isnan(fills[i])]
+    lines = ["    /* missing inputs (NaN) get their training median */"] if filled else []
     if double_input:
-        lines = ["    /* inputs as double (some lie far from zero): subtract their midpoints in double, then float */"]
+        lines += ["    /* inputs as double (some lie far from zero): subtract their midpoints in double, then float */"]
         for i in sorted(read):
             c = float(input_shift[i]) if input_shift else 0.0
-            value = f"in[{i}] - {c!r}" if c > 0 else f"in[{i}] + {-c!r}" if c < 0 else f"in[{i}]"
+            raw = _input_value(i, fills[i], True)
+            value = f"{raw} - {c!r}" if c > 0 else f"{raw} + {-c!r}" if c < 0 else raw
             lines += _statement(f"const float x{i}", f"(float)({value})")
         return lines, "x{}"
     shifted = [(i, c) for i, c in enumerate(input_shift) if c != 0.0 and i in read]
-    if not shifted:
+    if not shifted and not filled:
         return [], "in[{}]"
-    lines = ["    /* inputs far from zero: subtract their midpoint first (exact in float32) */"]
+    if shifted:
+        lines.append("    /* inputs far from zero: subtract their midpoint first (exact in float32) */")
     for i, c in shifted:
-        lines += _statement(f"const float x{i}", f"in[{i}] {_plus(-c)}")
-    lines += [f"    const float x{i} = in[{i}];" for i in sorted(read) if input_shift[i] == 0.0]
+        lines += _statement(f"const float x{i}", f"{_input_value(i, fills[i], False)} {_plus(-c)}")
+    lines += [f"    const float x{i} = {_input_value(i, fills[i], False)};" for i in sorted(read)
+              if not input_shift or input_shift[i] == 0.0]
     return lines, "x{}"
 
 
@@ -638,7 +665,7 @@ def _float_body(plan: _Plan, prefix: str) -> list[str]:
         source = f"h{li}_{{}}"
         if li == 0:
             shift_lines, source = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms},
-                                                  plan.double_input)
+                                                  plan.double_input, plan.input_fill)
             lines += shift_lines
         if li == n_hidden:
             lines.append("    /* outputs (output scaling folded in) */")
@@ -662,7 +689,8 @@ def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
             lines.append(f"    /* {what} -> int8 */")
             src = f"h{li}_{{}}"
             if li == 0:
-                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]), qplan.double_input)
+                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]), qplan.double_input,
+                                                   qplan.input_fill)
                 lines += shift_lines
             for i, a in qplan.sources[li].items():
                 t = f"{src.format(i)} * {c_float_literal(a.mul)} {_plus(a.add)}"
@@ -1184,18 +1212,19 @@ def _verify_rows(csrc: CSource, model: SparseMLP, rows: np.ndarray | int | None)
             raise InputError(f"check rows: shape {x.shape}, expected (rows >= 1, {model.n_inputs})")
         if not np.all(np.isfinite(x)):
             raise InputError("check rows: contain NaN or inf; rows must be finite (drop or impute them)")
-        return x, "given rows"
+        return with_missing_rows(model, x), "given rows"
     n = _VERIFY_ROWS if rows is None else int(rows)
     if n < 1:
         raise UsageError(f"rows={n}: need at least 1 row to check the generated C")
     synthetic = sample_inputs(model, n, seed=1)  # seed 0 is the synthetic int8 calibration set
     if csrc.int8 is not None and csrc.int8.calibration_source != "synthetic rows":
         if model.calibration is not None and len(model.calibration):
-            return np.asarray(model.calibration[:n], dtype=np.float64), "model calibration rows (in-sample)"
+            cal = np.asarray(model.calibration[:n], dtype=np.float64)
+            return with_missing_rows(model, cal), "model calibration rows (in-sample)"
     if csrc.int8 is None and model.calibration is not None and len(model.calibration):
         cal = np.asarray(model.calibration[:n], dtype=np.float64)
-        return np.vstack([synthetic, cal]), "synthetic and model calibration rows"
-    return synthetic, "synthetic rows (seed 1)"
+        return with_missing_rows(model, np.vstack([synthetic, cal])), "synthetic and model calibration rows"
+    return with_missing_rows(model, synthetic), "synthetic rows (seed 1)"
 
 
 def verify_c(

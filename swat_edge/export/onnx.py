@@ -177,12 +177,21 @@ def _affine(g: _GraphBuilder, x: str, scale: np.ndarray, offset: np.ndarray, pre
     return x
 
 
+def _filled_input(g: _GraphBuilder, model: SparseMLP, double_input: bool) -> str:
+    """The input with missing (NaN) values replaced by the model's input_fill (IsNaN + Where), if it has one."""
+    if model.input_fill is None or not np.any(np.isfinite(model.input_fill)):
+        return INPUT_NAME
+    fill = np.ascontiguousarray(model.input_fill, dtype=np.float64 if double_input else np.float32)
+    missing = g.op("IsNaN", [INPUT_NAME], "input_missing")
+    return g.op("Where", [missing, g.const("input.fill", fill), INPUT_NAME], "input_filled")
+
+
 def _input_affine(g: _GraphBuilder, model: SparseMLP, double_input: bool) -> str:
     """x * scale + offset; a feature far from zero (e.g. a timestamp) is first centred exactly in float32,
     (x - c) * scale + (offset + c * scale), so Mul and Add do not cancel two large numbers (input_shift).
     With double_input the graph takes float64 rows, centres them in float64 and casts to float32."""
     shift = input_shift(model)
-    x = INPUT_NAME
+    x = _filled_input(g, model, double_input)
     if double_input:
         if np.any(shift != 0.0):
             center = np.ascontiguousarray(0.0 - shift, dtype=np.float64)

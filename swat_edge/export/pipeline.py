@@ -18,7 +18,7 @@ from ..compile.fold_normalization import wide_inputs
 from ..data import model_rows, read_table
 from ..errors import InputError, UsageError
 from ..files import atomic_write_bytes, check_output_path
-from ..model import SparseMLP, load_model, sample_inputs
+from ..model import SparseMLP, load_model, sample_inputs, with_missing_rows
 from .c import CCheckReport, CSource, to_c, verify_c, write_c
 from .cc import NO_COMPILER_HINT, which_c_compiler
 from .onnx import CheckReport, to_onnx, verify_onnx
@@ -159,6 +159,7 @@ def export_onnx_file(
     check_x = sample_inputs(model, CHECK_ROWS, seed=1)
     if model.calibration is not None:
         check_x = np.vstack([check_x, model.calibration])
+    check_x = with_missing_rows(model, check_x)
     check = verify_onnx(fp32, model, x=check_x, input_columns=kept)
 
     drift = None

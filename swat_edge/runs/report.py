@@ -135,7 +135,14 @@ def build_card(
             "features": list(dataset.feature_names), "targets": list(dataset.target_names),
             "split_rows": dict(result.split_rows), "validation_fraction": settings.validation_fraction,
             "scaling": "inputs and target min-max scaled to [-1, 1] on the training rows; folded into the model",
-            "test": None if test is None else {"file": test.path, "sha256": test.sha256, "rows": test.n_rows},
+            "test": None if test is None else {"file": test.path, "sha256": test.sha256, "rows": test.n_rows,
+                                               "missing_values": test.missing_note or None},
+            "missing_values": {
+                "note": dataset.missing_note or None,
+                "fill": None if dataset.input_fill is None else dict(zip(dataset.feature_names,
+                                                                         map(float, dataset.input_fill))),
+            },
+            "input_columns": list(dataset.feature_names),
         },
         "embedding": embedding,
         "target": {

@@ -735,7 +735,7 @@ def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, bu
         model_fields=dict(
             input_scale=prep.x_scale, input_offset=prep.x_offset, output_scale=prep.output_scale,
             output_offset=prep.output_offset, feature_names=dataset.feature_names,
-            target_names=dataset.target_names,
+            target_names=dataset.target_names, input_fill=dataset.input_fill,
         ),
         to_scaled=float(np.mean(prep.y_std**2)), param_scale=float(family_param_count(family)),
     )

@@ -301,3 +301,24 @@ def test_an_int8_run_writes_the_int8_model_with_its_drift(tmp_path):
     int8 = files.card["int8"]
     assert int8["written"] and int8["reason"] == "--int8" and int8["drift"]["rows"] == 100
     assert 0 <= int8["drift"]["relative_mse"] < 1e-2
+
+
+def test_missing_median_searches_and_the_exported_model_fills_like_the_reference(tiny_run, tmp_path, capsys):
+    from swat_edge.export.onnx import run_onnx
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 2, size=(150, 2))
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 1] ** 2
+    x[rng.random(x.shape) < 0.1] = np.nan
+    lines = [",".join("" if np.isnan(v) else f"{v:.6f}" for v in row) for row in np.c_[x, y]]
+    (tmp_path / "gaps.csv").write_text("a,b,y\n" + "\n".join(lines) + "\n")
+    code, stdout, _ = run_cli(["search", "--data", tmp_path / "gaps.csv", "--target", "raspi4", "--embedding",
+                               tiny_run, "--out", tmp_path / "run", "--missing", "median", *FAST], capsys)
+    assert code == 0 and "missing values: filled" in stdout
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    medians = np.nanmedian(x, axis=0)
+    assert card["data"]["missing_values"]["fill"] == pytest.approx({"a": medians[0], "b": medians[1]}, abs=1e-6)
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    y_onnx = run_onnx((tmp_path / "run" / "model.onnx").read_bytes(), x)  # rows with gaps, as the device sees them
+    np.testing.assert_allclose(y_onnx, forward(model, x), atol=1e-4)
+    assert np.isfinite(y_onnx).all()
