@@ -181,6 +181,7 @@ def search_command(
     target: str = typer.Option(..., "--target", help="Device to search for: a built-in profile (swat-edge targets list) or a .toml path."),
     target_col: Optional[str] = typer.Option(None, "--target-col", help="Column to predict (default: the last column)."),
     features: Optional[str] = typer.Option(None, "--features", help="Input columns, comma separated (default: every other column)."),
+    inputs: str = typer.Option("select", "--inputs", help="More features than the embedding takes (8): select (forward selection) or project (partial least squares); the model takes all features either way."),
     missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<timestamp>)."),
@@ -224,7 +225,8 @@ def search_command(
     set_torch_threads(threads)
     emb = load_embedding(embedding)
     settings = search_settings(steps=steps, starts=starts, latency_weight=latency_weight, validation=validation,
-                               tolerance=tolerance, fitter=fitter, finetune_steps=finetune_steps, int8=int8, seed=seed)
+                               tolerance=tolerance, fitter=fitter, finetune_steps=finetune_steps, int8=int8, seed=seed,
+                               inputs=inputs)
     budgets = Budgets(latency_us=budget_us, size_bytes=budget_bytes)
     views.print_search_start(data, dataset, profile.name, emb, starts=starts, steps=steps)
     with views.search_progress(steps) as (report, stage):

@@ -27,6 +27,7 @@ __all__ = [
     "forward",
     "forward_normalized",
     "fill_missing",
+    "hidden_activations",
     "with_missing_rows",
     "sample_inputs",
     "save_model",
@@ -315,6 +316,15 @@ def fill_missing(model: SparseMLP, x: np.ndarray) -> np.ndarray:
     if model.input_fill is None:
         return x
     return np.where(np.isnan(x), model.input_fill, x)
+
+
+def hidden_activations(model: SparseMLP, x: np.ndarray) -> np.ndarray:
+    """The last hidden layer's outputs (gated-off neurons 0) for raw rows x; the scaled inputs without hidden
+    layers. What the linear output layer reads."""
+    h = fill_missing(model, np.asarray(x, dtype=np.float64)) * model.input_scale + model.input_offset
+    for layer in model.hidden:
+        h = _layer_forward(layer, h)
+    return h
 
 
 def forward(model: SparseMLP, x: np.ndarray) -> np.ndarray:

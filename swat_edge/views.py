@@ -235,6 +235,13 @@ def print_search_result(result: SearchResult, files: RunFiles, target: str, seco
         [(s, result.metrics["fine_tuned"][s].rows, f"{result.metrics['latent_only'][s].mse:.3g}",
           f"{result.metrics['fine_tuned'][s].mse:.3g}", f"{result.metrics['fine_tuned'][s].r2:.4f}") for s in splits],
     )
+    tuned = result.metrics["fine_tuned"]
+    if len(tuned[splits[-1]].mse_per_target) > 1:
+        names = card["data"]["targets"]
+        print_table(f"per target, fine-tuned ({', '.join(splits)}: MSE on the scaled target / R^2)",
+                    ["target", *splits],
+                    [(name, *(f"{tuned[s].mse_per_target[k]:.3g} / {tuned[s].r2_per_target[k]:.4f}" for s in splits))
+                     for k, name in enumerate(names)])
     print_front(card)
     m, pred = card["model"], card["predicted"]
     acts = ", ".join(f"{k} {v}" for k, v in m["activations"].items()) or "none"

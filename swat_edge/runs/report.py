@@ -45,8 +45,12 @@ def _num(v: Any) -> Any:
     return f if math.isfinite(f) else None
 
 
-def _figures_dict(fig: Any) -> dict[str, Any]:
-    return {"mse": _num(fig.mse), "r2": _num(fig.r2), "rows": int(fig.rows)}
+def _figures_dict(fig: Any, targets: Any = ()) -> dict[str, Any]:
+    out = {"mse": _num(fig.mse), "r2": _num(fig.r2), "rows": int(fig.rows)}
+    if len(fig.mse_per_target) > 1:
+        out["per_target"] = {name: {"mse": _num(m), "r2": _num(r)}
+                             for name, m, r in zip(targets, fig.mse_per_target, fig.r2_per_target)}
+    return out
 
 
 def _candidate_dict(c: Any) -> dict[str, Any]:
@@ -155,7 +159,7 @@ def build_card(
                     "checked_on": f"predicted {result.dtype} latency at batch 1 and model bytes on {target.name}"},
         "metrics": {
             "metric": METRIC_NOTE,
-            **{stage: {split: _figures_dict(f) for split, f in splits.items()}
+            **{stage: {split: _figures_dict(f, dataset.target_names) for split, f in splits.items()}
                for stage, splits in result.metrics.items()},
         },
         "model": model_info,

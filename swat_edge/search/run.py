@@ -24,9 +24,10 @@ from ..data import Dataset, holdout_split, minmax_scaling
 from ..device.cost import Estimate, affine_nodes, count_for, estimate, latency_us
 from ..device.targets import TargetProfile
 from ..errors import DataError, InputError, UsageError
-from ..model import Layer, SparseMLP, forward, model_stats, random_model
+from ..model import Layer, SparseMLP, forward, hidden_activations, model_stats, random_model
 from .embedding.decode import SoftNetwork, to_sparse_mlp
 from .fit import FitSettings, fit_levenberg_marquardt
+from .inputs import INPUT_METHODS, InputStage, expand_inputs, input_stage
 from .latent import (
     Assessment,
     LatentRun,
@@ -106,6 +107,9 @@ class SearchSettings:
     cross_validation_below_rows: int = 1000
     cross_validation_folds: int = 5
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
+    # More features than the embedding's networks take: how the search derives its inputs (search/inputs.py);
+    # every network is expanded back to all features, so the model takes the data's columns.
+    inputs: str = "select"
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,6 +124,8 @@ class SearchSettings:
             raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
         if not self.tolerance >= 0.0:
             raise UsageError(f"--tolerance {self.tolerance:g}: give a share >= 0, e.g. 0.05 (5%)")
+        if self.inputs not in INPUT_METHODS:
+            raise UsageError(f"--inputs {self.inputs}: use {' or '.join(INPUT_METHODS)}")
         return self
 
     def fitter_for(self, train_rows: int) -> str:
@@ -132,24 +138,27 @@ class SearchSettings:
 
 
 def search_settings(*, steps: int, starts: int, latency_weight: float | None, validation: float, tolerance: float,
-                    fitter: str, finetune_steps: int, int8: bool, seed: int) -> SearchSettings:
+                    fitter: str, finetune_steps: int, int8: bool, seed: int, inputs: str = "select") -> SearchSettings:
     """`swat-edge search`'s flags as settings: --latency-weight names a trade-off, so it switches the choice
     from budget-first (--tolerance) to the weighted score; checked before any work."""
     weights = ObjectiveWeights() if latency_weight is None else replace(ObjectiveWeights(), latency=latency_weight)
     return SearchSettings(
         latent=LatentSettings(steps=steps, starts_per_depth=starts), weights=weights, validation_fraction=validation,
         choice="budget-first" if latency_weight is None else "weighted", tolerance=tolerance, fitter=fitter,
-        finetune_steps=finetune_steps, int8=int8, seed=seed,
+        finetune_steps=finetune_steps, int8=int8, seed=seed, inputs=inputs,
     ).check()
 
 
 @dataclass(frozen=True)
 class Figures:
-    """Accuracy on one split: MSE on the target scaled to [-1, 1] by the training rows, and R^2."""
+    """Accuracy on one split: MSE on the target scaled to [-1, 1] by the training rows, and R^2 (both averaged
+    over the targets; per target in mse_per_target and r2_per_target)."""
 
     mse: float
     r2: float
     rows: int
+    mse_per_target: tuple[float, ...] = ()
+    r2_per_target: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,16 +206,11 @@ class SearchResult:
 
 
 def check_dataset(dataset: Dataset, family: Any, embedding_name: str) -> None:
-    """Refuse data the embedding's family cannot take (inputs, outputs), with the limit and the fix."""
-    n_in, n_out = dataset.x.shape[1], dataset.y.shape[1]
-    if n_in > family.max_inputs:
-        raise InputError(
-            f"{dataset.path}: {n_in} features, but embedding {embedding_name} takes at most {family.max_inputs} "
-            f"inputs; choose {family.max_inputs} or fewer with --features, or train a larger embedding: "
-            f"swat-edge embed train --preset default --config '{{\"family\": {{\"max_inputs\": {n_in}}}}}' "
-            "--out DIR, then pass --embedding DIR"
-        )
-    if n_out != family.n_outputs:
+    """Refuse data the embedding's family cannot take (its outputs), with the limit and the fix. Any number of
+    features is taken (beyond the family's inputs, through the input stage, search/inputs.py), and any number of
+    targets by a single-output family (see _Problem.summary)."""
+    n_out = dataset.y.shape[1]
+    if n_out != family.n_outputs and family.n_outputs != 1:
         raise InputError(
             f"{dataset.path}: {n_out} target column(s) ({', '.join(dataset.target_names)}), but embedding "
             f"{embedding_name} predicts exactly {family.n_outputs}; choose {family.n_outputs} with --target-col, or "
@@ -283,7 +287,8 @@ def _figures_of(pred: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
     sst = centred.sum(axis=0)
     r2 = 1.0 - err.sum(axis=0) / np.where(sst > 0, sst, np.nan)
     return Figures(mse=float(err.mean()), r2=float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
-                   rows=len(y))
+                   rows=len(y), mse_per_target=tuple(float(v) for v in err.mean(axis=0)),
+                   r2_per_target=tuple(float(v) for v in r2))
 
 
 def _compile_unverified(model: SparseMLP, dtype: str) -> SparseMLP:
@@ -317,10 +322,40 @@ class _Problem:
     model_fields: dict[str, Any]  # the scalings and names every SparseMLP of this search carries
     to_scaled: float  # standardised MSE x to_scaled = MSE on the [-1, 1]-scaled target
     param_scale: float  # the family's largest network's parameter count (normalises the sparsity term)
+    # more features than the family takes: the stage mapping them to the search's inputs, and the fields of the
+    # decoded networks on those inputs (their z scaling and names) before they are expanded to all features
+    stage: InputStage | None = None
+    stage_fields: dict[str, Any] = field(default_factory=dict)
+    # several targets and a single-output family: the latent search fits one summary target, the standardised
+    # targets' first principal component (summary = y_standard @ summary), and every decoded network then gets
+    # a K-output layer solved by least squares on its hidden features (fine-tuning trains it with the rest)
+    summary: np.ndarray | None = None
 
     @property
     def n_inputs(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def latent_inputs(self) -> int:
+        """How many inputs the searched networks take (the stage's, or the data's)."""
+        return self.n_inputs if self.stage is None else len(self.stage.names)
+
+    def latent_y(self, y: np.ndarray) -> np.ndarray:
+        """Targets as the latent search sees them: standardised, or their summary (one column)."""
+        standard = self.prep.y_standard(y)
+        return standard if self.summary is None else (standard @ self.summary)[:, None]
+
+    def decode_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """SparseMLP fields for a decoded network: its outputs are the summary's when there is one."""
+        if self.summary is None:
+            return fields
+        return {**fields, "output_scale": np.ones(1), "output_offset": np.zeros(1), "target_names": ("summary",)}
+
+    def latent_x(self, x: np.ndarray) -> np.ndarray:
+        """Raw rows as the latent search sees them: scaled to [-1, 1], through the stage if there is one."""
+        if self.stage is None:
+            return self.prep.x(x)
+        return self.stage.z(x) * self.stage_fields["input_scale"] + self.stage_fields["input_offset"]
 
     @functools.cached_property
     def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -353,9 +388,43 @@ class _Trial:
     out_of_fold: np.ndarray | None = None  # cross-validation: each row's prediction by the fold that held it out
 
 
+def _hard_model(problem: _Problem, net: SoftNetwork, threshold: float, **extra: Any) -> SparseMLP:
+    """A decoded network as a SparseMLP on the data's raw features (expanded through the input stage when the
+    search ran on derived inputs); extra: more SparseMLP fields (provenance, calibration)."""
+    if problem.stage is None:
+        model = to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=threshold,
+                              **problem.decode_fields(problem.model_fields))
+    else:
+        small = to_sparse_mlp(net, 0, n_inputs=problem.latent_inputs, weight_threshold=threshold,
+                              **problem.decode_fields(problem.stage_fields))
+        fields = problem.model_fields
+        model = expand_inputs(small, problem.stage, input_scale=fields["input_scale"],
+                              input_offset=fields["input_offset"], feature_names=fields["feature_names"],
+                              input_fill=fields["input_fill"])
+    if problem.summary is not None:
+        model = _widen_outputs(problem, model)
+    return model.replace(**extra) if extra else model
+
+
+def _widen_outputs(problem: _Problem, model: SparseMLP) -> SparseMLP:
+    """A network decoded for the summary target with an output layer for every target instead: least squares on
+    its active hidden features (a seeded subsample of the training rows), the search's output scaling."""
+    rows = np.random.default_rng(problem.settings.seed).permutation(len(problem.x_train))
+    rows = np.sort(rows[: problem.settings.latent.projection_rows])
+    h = hidden_activations(model, problem.x_train[rows])
+    active = model.hidden[-1].mask if model.hidden else np.ones(h.shape[1], dtype=bool)
+    design = np.hstack([h[:, active], np.ones((len(rows), 1))])
+    coef = np.linalg.lstsq(design, problem.prep.y_standard(problem.y_train[rows]), rcond=None)[0]
+    weight = np.zeros((h.shape[1], coef.shape[1]))
+    weight[active] = coef[:-1]
+    fields = problem.model_fields
+    return model.replace(output=Layer.make(weight, coef[-1], "identity"), output_scale=fields["output_scale"],
+                         output_offset=fields["output_offset"], target_names=fields["target_names"])
+
+
 def _assess(problem: _Problem, net: SoftNetwork, threshold: float) -> Assessment:
     """A hard candidate's deployed figures on the target (optimise_latents' `assess`)."""
-    model = to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=threshold, **problem.model_fields)
+    model = _hard_model(problem, net, threshold)
     compiled = _compile_unverified(model, problem.dtype)
     counts = count_for(compiled, problem.target, problem.dtype)
     return Assessment(latency_us=float(latency_us(counts, problem.target.cost, 1)),
@@ -379,8 +448,7 @@ def _build(problem: _Problem, snap: Snapshot) -> SparseMLP:
         "step": snap.step, "weight_threshold": snap.threshold,
     }
     net = snapshot_network(problem.embedding, snap)
-    return to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=snap.threshold, provenance=provenance,
-                         calibration=_calibration_rows(problem), **problem.model_fields)
+    return _hard_model(problem, net, snap.threshold, provenance=provenance, calibration=_calibration_rows(problem))
 
 
 def _structure_terms(problem: _Problem, model: SparseMLP, exact: Estimate) -> float:
@@ -728,7 +796,9 @@ def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, bu
                      settings: SearchSettings) -> _Problem:
     prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed)
     family = getattr(embedding, "module", embedding).config.family
+    stage, stage_fields = _input_stage(dataset, prep, family.max_inputs, settings)
     return _Problem(
+        summary=_summary(prep.y_standard(dataset.y[prep.train])) if dataset.y.shape[1] > 1 else None,
         embedding=embedding, target=target, budgets=budgets, settings=settings, prep=prep,
         x_train=dataset.x[prep.train], y_train=dataset.y[prep.train], x_val=dataset.x[prep.val],
         y_val=dataset.y[prep.val], dtype=_search_dtype(target, settings.int8),
@@ -738,14 +808,36 @@ def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, bu
             target_names=dataset.target_names, input_fill=dataset.input_fill,
         ),
         to_scaled=float(np.mean(prep.y_std**2)), param_scale=float(family_param_count(family)),
+        stage=stage, stage_fields=stage_fields,
     )
+
+
+def _summary(y_standard: np.ndarray) -> np.ndarray:
+    """Weights w with y_standard @ w the standardised targets' first principal component at unit variance."""
+    _, singular, vt = np.linalg.svd(y_standard - y_standard.mean(axis=0), full_matrices=False)
+    direction = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])
+    return direction / max(float(singular[0]) / np.sqrt(len(y_standard)), 1e-12)
+
+
+def _input_stage(dataset: Dataset, prep: _Prepared, max_inputs: int, settings: SearchSettings
+                 ) -> tuple[InputStage | None, dict[str, Any]]:
+    """The input stage when the data has more features than the family takes (fitted on the training rows), and
+    the decoded networks' fields on its inputs; (None, {}) otherwise."""
+    if dataset.x.shape[1] <= max_inputs:
+        return None, {}
+    x_train, y_train = dataset.x[prep.train], dataset.y[prep.train]
+    stage = input_stage(settings.inputs, x_train, y_train, max_inputs, dataset.feature_names, settings.seed)
+    z_scale, z_offset = minmax_scaling(stage.z(x_train))
+    return stage, dict(input_scale=z_scale, input_offset=z_offset, output_scale=prep.output_scale,
+                       output_offset=prep.output_offset, feature_names=stage.names, target_names=dataset.target_names)
 
 
 def _search_latents(problem: _Problem, progress: Callable[[int, int, dict[str, Any]], None] | None) -> LatentRun:
     prep = problem.prep
     return optimise_latents(
-        problem.embedding, prep.x(problem.x_train), prep.y_standard(problem.y_train), prep.x(problem.x_val),
-        prep.y_standard(problem.y_val), settings=replace(problem.settings.latent, seed=problem.settings.seed),
+        problem.embedding, problem.latent_x(problem.x_train), problem.latent_y(problem.y_train),
+        problem.latent_x(problem.x_val),
+        problem.latent_y(problem.y_val), settings=replace(problem.settings.latent, seed=problem.settings.seed),
         weights=problem.settings.weights, budgets=problem.budgets, target=problem.target, cost_dtype=problem.dtype,
         input_affine=affine_nodes(prep.x_scale, prep.x_offset) if problem.dtype == "int8" else 0,
         assess=partial(_assess, problem),
@@ -837,7 +929,9 @@ def run_search(
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
     predictions = _prediction_samples(splits, final, settings.seed)
-    notes = problem.prep.notes
+    notes = problem.prep.notes + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
+                                   f"{problem.latent_inputs}: {problem.stage.description}; the model takes all "
+                                   "features (--inputs select|project)",) if problem.stage is not None else ())
     if cross_validation:
         metrics, predictions, split_rows = _cross_validation_figures(problem, best_trial, metrics, predictions,
                                                                      split_rows)

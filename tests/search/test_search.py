@@ -198,13 +198,9 @@ def test_a_budget_that_is_met_is_enforced_on_the_result(tiny):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (_dataset(n_features=3), r"3 features, but embedding tiny takes at most 2 inputs; choose 2 or fewer with "
-                                 r"--features, or train a larger embedding: swat-edge embed train .*max_inputs\": 3"),
         (_dataset(n=19), r"has 19 rows; the search needs at least 20 \(16 to train and 4 held out"),
         (dataclasses.replace(_dataset(), y=np.full((160, 1), 2.5)),
          r"column 'y': the target is constant \(2.5\) on all 128 training rows; there is nothing to learn"),
-        (dataclasses.replace(_dataset(), y=np.ones((160, 2)), target_names=("y", "z")),
-         r"2 target column\(s\) \(y, z\), but embedding tiny predicts exactly 1"),
     ],
 )
 def test_bad_data_is_refused_with_the_limit_and_the_fix(tiny, data, message):

@@ -210,8 +210,8 @@ def _bad_embedding(tmp_path):
 @pytest.mark.parametrize(
     "case, code, message",
     [
-        ("features", 1, r"d.csv: 3 features, but embedding .* takes at most 2 inputs; choose 2 or fewer with "
-                        r"--features, or train a larger embedding: swat-edge embed train"),
+        ("inputs", 2, r"--inputs pca: use select or project"),
+        ("missing-policy", 2, r"--missing sometimes: use error, drop, median"),
         ("nan", 1, r"d.csv row 3, column 'b': empty cell or NaN; values must be finite"),
         ("text", 1, r"d.csv row 2, column 'a': 'abc' is not a number"),
         ("rows", 1, r"d.csv: has 10 rows; the search needs at least 20"),
@@ -220,7 +220,7 @@ def _bad_embedding(tmp_path):
         ("embedding", 1, r"broken/embedding.json: not valid JSON .*the embedding file is corrupted"),
         ("no-embedding", 2, r"no such embedding file"),
         ("budget", 2, r"--latency-budget '20 parsecs': give a positive number with a unit \(us, µs, ms, s\), e.g. 20us"),
-        ("outputs", 1, r"2 target column\(s\) \(a, y\), but embedding .* predicts exactly 1"),
+        ("outputs", 1, r"d.csv: column 'y' is both a feature and the target"),
         ("exists", 2, r"already exists; pass --force to overwrite it"),
         ("missing", 2, r"no such data file"),
     ],
@@ -231,9 +231,10 @@ def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, 
     extra: list = []
     embedding = tiny_run
     target = "raspi4"
-    if case == "features":
-        _write_csv(data, header="a,b,y").write_text(
-            "a,b,c,y\n" + "\n".join(f"{i},{i % 7},{i % 3},{i % 5}" for i in range(40)) + "\n")
+    if case == "inputs":
+        extra = ["--inputs", "pca"]
+    elif case == "missing-policy":
+        extra = ["--missing", "sometimes"]
     elif case == "nan":
         data.write_text("a,b,y\n1,2,3\n2,3,4\n3,,5\n" + "".join(f"{i},{i},{i}\n" for i in range(40)))
     elif case == "text":
@@ -251,7 +252,7 @@ def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, 
     elif case == "budget":
         extra = ["--latency-budget", "20 parsecs"]
     elif case == "outputs":
-        extra = ["--target-col", "a,y"]
+        extra = ["--target-col", "a,y", "--features", "b,y"]
     elif case == "exists":
         (tmp_path / "out").mkdir()
         (tmp_path / "out" / "card.json").write_text("{}")

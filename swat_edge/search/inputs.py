@@ -1,0 +1,152 @@
+"""The input stage: a data set with more features than the embedding's networks take (n > k = max_inputs) is
+searched on k derived inputs z = x A + c, and every network is then expanded back to the n raw features by
+folding A and c into its first layer, exactly, so the exported model takes the data's columns.
+
+Two ways to derive z (SearchSettings.inputs):
+- "select": greedy forward selection of k features, each step adding the feature whose cubic terms and products
+  with the features already chosen most reduce a least-squares fit's residual (so a feature that acts only
+  through an interaction still counts). A is a column selection: the first layer's weights on the other
+  features are zero, which the C export emits as no code at all.
+- "project": k partial-least-squares directions of the standardised features (linear combinations that explain
+  the target best). A is dense; fine-tuning then trains the whole n-wide first layer, i.e. the projection.
+Numpy only (no torch): pure functions over arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import Layer, SparseMLP
+
+__all__ = ["INPUT_METHODS", "InputStage", "select_features", "project_features", "input_stage", "expand_inputs"]
+
+INPUT_METHODS = ("select", "project")
+# Rows the stage is fitted on at most (a seeded subsample of the training rows beyond it): the ranking is stable
+# long before, and greedy selection fits n x k small least-squares problems.
+STAGE_MAX_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class InputStage:
+    """z = x @ matrix + shift maps raw rows x (n features) to the k inputs the search sees, named `names`."""
+
+    method: str
+    matrix: np.ndarray  # (n, k)
+    shift: np.ndarray  # (k,)
+    names: tuple[str, ...]
+    description: str  # one line for the user: what was kept or how z was made
+
+    def z(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) @ self.matrix + self.shift
+
+
+def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x standardised on its rows, mean, std); a constant column gets std inf, so it standardises to 0."""
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, np.inf)
+    return (x - mean) / std, mean, std
+
+
+def _subsample(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) <= STAGE_MAX_ROWS:
+        return x, y
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:STAGE_MAX_ROWS])
+    return x[rows], y[rows]
+
+
+def _rss(design: np.ndarray, y: np.ndarray) -> float:
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    return float(np.sum((design @ coef - y) ** 2))
+
+
+def select_features(x: np.ndarray, y: np.ndarray, k: int, names: tuple[str, ...], seed: int = 0) -> InputStage:
+    """Greedy forward selection of k features (see the module docstring); y is (rows, outputs)."""
+    x, y = _subsample(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), seed)
+    z, _, std = _standardised(x)
+    y = (y - y.mean(axis=0)) / np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+    usable = [j for j in range(x.shape[1]) if np.isfinite(std[j])]
+    chosen: list[int] = []
+    design = np.ones((len(z), 1))
+    while len(chosen) < min(k, len(usable)):
+        best_j, best_rss = -1, np.inf
+        for j in (j for j in usable if j not in chosen):
+            zj = z[:, j:j + 1]
+            terms = [zj, zj ** 2, zj ** 3, *(zj * z[:, s:s + 1] for s in chosen)]
+            rss = _rss(np.hstack([design, *terms]), y)
+            if rss < best_rss - 1e-12 * abs(best_rss) or best_j < 0:
+                best_j, best_rss = j, rss
+        zj = z[:, best_j:best_j + 1]
+        design = np.hstack([design, zj, zj ** 2, zj ** 3, *(zj * z[:, s:s + 1] for s in chosen)])
+        chosen.append(best_j)
+    chosen = chosen or [0]
+    matrix = np.zeros((x.shape[1], len(chosen)))
+    matrix[chosen, np.arange(len(chosen))] = 1.0
+    kept = tuple(names[j] for j in chosen)
+    return InputStage("select", matrix, np.zeros(len(chosen)), kept,
+                      f"forward selection kept {len(chosen)} of {x.shape[1]} features: {', '.join(kept)}")
+
+
+def project_features(x: np.ndarray, y: np.ndarray, k: int, names: tuple[str, ...], seed: int = 0) -> InputStage:
+    """k partial-least-squares directions (NIPALS, PLS2) of the standardised features; z = x_std @ R, the
+    rotation R giving the scores of the original (not deflated) features."""
+    x, y = _subsample(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), seed)
+    z, mean, std = _standardised(x)
+    x_res = z.copy()
+    y_res = y - y.mean(axis=0)
+    weights, loadings = [], []
+    for _ in range(min(k, np.linalg.matrix_rank(z))):
+        # the dominant left singular vector of X^T Y is the PLS weight (one step of NIPALS at convergence)
+        u, _, _ = np.linalg.svd(x_res.T @ y_res, full_matrices=False)
+        w = u[:, 0]
+        w = w * np.sign(w[np.argmax(np.abs(w))])  # a sign convention, so the result is deterministic
+        t = x_res @ w
+        tt = float(t @ t)
+        if tt <= 1e-12:
+            break
+        p = x_res.T @ t / tt
+        x_res = x_res - np.outer(t, p)
+        y_res = y_res - np.outer(t, y_res.T @ t / tt)
+        weights.append(w)
+        loadings.append(p)
+    w_mat, p_mat = np.array(weights).T, np.array(loadings).T
+    rotation = w_mat @ np.linalg.pinv(p_mat.T @ w_mat)
+    matrix = rotation / std[:, None]  # on raw x: inf std (constant columns) gives zero rows
+    shift = -(mean / std) @ rotation
+    count = matrix.shape[1]
+    return InputStage("project", matrix, shift, tuple(f"pls{i + 1}" for i in range(count)),
+                      f"{count} partial-least-squares directions of all {x.shape[1]} features")
+
+
+def input_stage(method: str, x: np.ndarray, y: np.ndarray, k: int, names: tuple[str, ...],
+                seed: int = 0) -> InputStage:
+    """The stage `method` ("select" or "project") fitted on training rows x, y."""
+    if method == "select":
+        return select_features(x, y, k, names, seed)
+    if method == "project":
+        return project_features(x, y, k, names, seed)
+    raise ValueError(f"bug: input method {method!r}")
+
+
+def expand_inputs(model: SparseMLP, stage: InputStage, *, input_scale: np.ndarray, input_offset: np.ndarray,
+                  feature_names: tuple[str, ...], input_fill: np.ndarray | None = None) -> SparseMLP:
+    """`model` (on the stage's k inputs z, with its own z scaling) as an equivalent model on the n raw features,
+    whose scaling is x_n = x * input_scale + input_offset.
+
+    With x = (x_n - o) / s (zero rows where s = 0), z * s_z + o_z = x_n @ (A' diag(s_z)) + (c' s_z + o_z),
+    A' = diag(1/s) A, c' = c - (o/s) A; the first layer W, b becomes A' diag(s_z) W, b + (c' s_z + o_z) W.
+    """
+    scale = np.asarray(input_scale, dtype=np.float64)
+    safe = np.where(scale != 0.0, scale, 1.0)
+    a = np.where((scale != 0.0)[:, None], stage.matrix / safe[:, None], 0.0)
+    c = stage.shift - (np.where(scale != 0.0, input_offset / safe, 0.0)) @ stage.matrix
+    first = model.layers[0]
+    weight = (a * model.input_scale[None, :]) @ first.weight
+    bias = first.bias + (c * model.input_scale + model.input_offset) @ first.weight
+    weight[np.abs(weight) < 1e-300] = 0.0
+    new_first = Layer.make(weight, bias, first.activations, first.mask)
+    layers = [new_first, *model.layers[1:]]
+    return model.replace(hidden=tuple(layers[:-1]), output=layers[-1], input_scale=scale,
+                         input_offset=np.asarray(input_offset, dtype=np.float64), feature_names=feature_names,
+                         input_fill=input_fill, calibration=None)

@@ -1,0 +1,100 @@
+"""The input stage (issue 14, part 1): more features than the embedding's networks take. Expansion back to all
+features is exact, selection finds the informative features among noise, and a search on 12 features gives a
+model, an ONNX graph and C code that take all 12 columns."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from swat_edge.data import Dataset, minmax_scaling  # noqa: E402
+from swat_edge.device.targets import load_target  # noqa: E402
+from swat_edge.errors import UsageError  # noqa: E402
+from swat_edge.model import forward, random_model  # noqa: E402
+from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
+from swat_edge.search.inputs import expand_inputs, project_features, select_features  # noqa: E402
+from swat_edge.search.latent import LatentSettings  # noqa: E402
+from swat_edge.search.run import SearchSettings, run_search  # noqa: E402
+
+NAMES = tuple(f"f{i}" for i in range(12))
+
+
+def _data(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # 12 features on hostile scales and offsets, one constant; the target uses f2, f5 (through a product) and f9
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n, 12)) * np.geomspace(0.01, 1000, 12) + np.linspace(-500, 500, 12)
+    x[:, 7] = 42.0
+    u = (x - x.min(axis=0)) / np.maximum(np.ptp(x, axis=0), 1e-12)
+    y = np.sin(3 * u[:, 2]) + 2 * u[:, 5] * u[:, 9] + 0.5 * u[:, 9] ** 2
+    return x, y[:, None]
+
+
+@pytest.mark.parametrize("make", [select_features, project_features])
+def test_a_network_on_the_stage_expands_exactly_to_all_features(make) -> None:
+    x, y = _data()
+    stage = make(x, y, 8, NAMES)
+    z = stage.z(x)
+    z_scale, z_offset = minmax_scaling(z)
+    small = random_model((stage.matrix.shape[1], 6, 5, 1), seed=3).replace(
+        input_scale=z_scale, input_offset=z_offset, feature_names=stage.names)
+    scale, offset = minmax_scaling(x)
+    wide = expand_inputs(small, stage, input_scale=scale, input_offset=offset, feature_names=NAMES)
+    assert wide.n_inputs == 12 and wide.feature_names == NAMES
+    np.testing.assert_allclose(forward(wide, x), forward(small, z), rtol=1e-9, atol=1e-9)
+    assert not wide.hidden[0].weight[7].any()  # the constant feature is read by nothing
+
+
+def test_selection_finds_the_informative_features_and_leaves_the_rest_at_zero_weight() -> None:
+    x, y = _data()
+    stage = select_features(x, y, 3, NAMES)
+    assert set(stage.names) == {"f2", "f5", "f9"}  # f5 acts only with f9: the product terms find it
+    assert np.count_nonzero(stage.matrix) == 3 and not stage.shift.any()
+
+
+def test_projection_directions_are_uncorrelated_scores_of_all_features() -> None:
+    x, y = _data()
+    stage = project_features(x, y, 4, NAMES)
+    z = stage.z(x)
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-8)  # centred scores
+    corr = np.corrcoef(z.T)
+    np.testing.assert_allclose(corr - np.diag(np.diag(corr)), 0.0, atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    return load_embedding(tiny_run)
+
+
+@pytest.mark.parametrize("inputs", ["select", "project"])
+def test_a_search_on_more_features_than_the_embedding_takes_gives_a_model_on_all_of_them(tiny, inputs, tmp_path):
+    from swat_edge.export.c import run_c_rows
+    from swat_edge.export.onnx import run_onnx
+    from swat_edge.export.pipeline import export_c_file, export_onnx_file
+
+    x, y = _data(seed=1)
+    data = Dataset("wide.csv", x, y, NAMES, ("y",), "0" * 64)
+    settings = SearchSettings(latent=LatentSettings(steps=30, starts_per_depth=2, eval_every=10, cost_every=5),
+                              inputs=inputs)
+    max_inputs = tiny.config.family.max_inputs
+    assert max_inputs < 12
+    result = run_search(data, embedding=tiny, target=load_target("cortex-m4"), settings=settings)
+    assert result.model.n_inputs == 12 and result.model.feature_names == NAMES
+    said = {"select": "forward selection kept", "project": "partial-least-squares directions"}[inputs]
+    assert any(note.startswith("12 features, the embedding's networks take") and said in note for note in result.notes)
+    for cand, model in zip(result.candidates, result.candidate_models):
+        assert model.n_inputs == 12
+        if cand.origin == "search" and inputs == "select":  # read through the stage: at most max_inputs features
+            assert np.count_nonzero(np.any(model.layers[0].weight != 0, axis=1)) <= max_inputs
+    export_onnx_file(result.model, tmp_path / "m.onnx")
+    np.testing.assert_allclose(run_onnx((tmp_path / "m.onnx").read_bytes(), x[:50]).astype(np.float64),
+                               forward(result.model, x[:50]), rtol=1e-4, atol=1e-4)
+    c = export_c_file(result.model, tmp_path / "m.c")
+    assert c.code.n_inputs == 12
+    if c.check is not None:
+        single, _, _ = run_c_rows(c.code, x[:50])
+        np.testing.assert_allclose(single, forward(result.model, x[:50]), rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_input_method_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--inputs pca: use select or project"):
+        SearchSettings(inputs="pca").check()
