@@ -181,6 +181,7 @@ def search_command(
     target: str = typer.Option(..., "--target", help="Device to search for: a built-in profile (swat-edge targets list) or a .toml path."),
     target_col: Optional[str] = typer.Option(None, "--target-col", help="Column to predict (default: the last column)."),
     features: Optional[str] = typer.Option(None, "--features", help="Input columns, comma separated (default: every other column)."),
+    task: str = typer.Option("auto", "--task", help="regress, classify, or auto: classify a target of text labels or of at most 10 integer values (said in the output)."),
     inputs: str = typer.Option("select", "--inputs", help="More features than the embedding takes (8): select (forward selection) or project (partial least squares); the model takes all features either way."),
     missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
@@ -215,7 +216,8 @@ def search_command(
     budget_us = parse_latency_us(latency_budget) if latency_budget else None
     budget_bytes = parse_size_bytes(size_budget) if size_budget else None
     run_dir = check_run_dir(out, force=force) if out is not None else default_run_dir(RUNS_DIR)
-    dataset, test_set = load_train_and_test(data, test, target_cols=target_col, features=features, missing=missing)
+    dataset, test_set = load_train_and_test(data, test, target_cols=target_col, features=features, missing=missing,
+                                            task=task)
 
     from .search import load_embedding, set_torch_threads  # imports torch (MissingExtraError without it)
     from .search.latent import family_param_count

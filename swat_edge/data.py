@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +21,7 @@ __all__ = [
     "model_rows",
     "Dataset",
     "MISSING_POLICIES",
+    "TASKS",
     "load_dataset",
     "load_train_and_test",
     "holdout_split",
@@ -35,6 +36,8 @@ class Table:
     path: str
     columns: tuple[str, ...]
     values: np.ndarray
+    # read_table(text=True): every cell of each column holding a non-number (its values are NaN), e.g. labels
+    text: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -51,7 +54,7 @@ def _parse_cell(text: str) -> float:
 _NOT_A_NUMBER = object()
 
 
-def _read_csv(path: Path) -> Table:
+def _read_csv(path: Path, text: bool = False) -> Table:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -63,6 +66,8 @@ def _read_csv(path: Path) -> Table:
             if not header or all(h == "" for h in header):
                 raise DataError(path, "first line is empty; expected a header with column names")
             rows: list[list[float]] = []
+            raw_rows: list[list[str]] = []
+            text_columns: set[int] = set()
             for row_number, raw in enumerate(reader, start=1):
                 if not raw or all(c.strip() == "" for c in raw):
                     continue  # blank line
@@ -73,20 +78,25 @@ def _read_csv(path: Path) -> Table:
                         row=row_number,
                     )
                 parsed = []
-                for col, cell in zip(header, raw):
+                for j, (col, cell) in enumerate(zip(header, raw)):
                     value = _parse_cell(cell)
                     if value is _NOT_A_NUMBER:
-                        raise DataError(
-                            path, f"{cell.strip()!r} is not a number; cells must be numeric", row=row_number, column=col
-                        )
+                        if not text:
+                            raise DataError(path, f"{cell.strip()!r} is not a number; cells must be numeric",
+                                            row=row_number, column=col)
+                        text_columns.add(j)
+                        value = math.nan
                     parsed.append(value)
                 rows.append(parsed)
+                if text:
+                    raw_rows.append([c.strip() for c in raw])
     except UnicodeDecodeError:
         raise DataError(path, "not a UTF-8 text file; expected a CSV with a header") from None
     except csv.Error as exc:
         raise DataError(path, f"malformed CSV ({exc})") from None
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
-    return Table(str(path), tuple(header), values)
+    texts = {header[j]: tuple(r[j] for r in raw_rows) for j in sorted(text_columns)}
+    return Table(str(path), tuple(header), values, texts)
 
 
 def _read_npz(path: Path) -> Table:
@@ -121,10 +131,11 @@ def _read_npz(path: Path) -> Table:
     return Table(str(path), tuple(names), np.concatenate(parts, axis=1))
 
 
-def read_table(path: str | os.PathLike) -> Table:
-    """Read a CSV with a header line, or an NPZ with arrays X (and optional y, feature_names, target_names)."""
+def read_table(path: str | os.PathLike, *, text: bool = False) -> Table:
+    """Read a CSV with a header line, or an NPZ with arrays X (and optional y, feature_names, target_names).
+    text=True keeps CSV columns holding non-numbers (class labels) as text in Table.text instead of refusing."""
     p = check_input_file(path, "data file")
-    table = _read_npz(p) if p.suffix.lower() == ".npz" else _read_csv(p)
+    table = _read_npz(p) if p.suffix.lower() == ".npz" else _read_csv(p, text)
     if table.n_rows == 0:
         raise DataError(p, "has a header but no data rows")
     return table
@@ -163,6 +174,11 @@ def select_columns(table: Table, names: Sequence[str], *, role: str = "feature",
             table.path,
             f"no {role} column {missing[0]!r} (the file has: {', '.join(table.columns)})",
         )
+    for name in names:
+        if name in table.text:
+            row = next(i for i, cell in enumerate(table.text[name]) if _parse_cell(cell) is _NOT_A_NUMBER)
+            raise DataError(table.path, f"{table.text[name][row]!r} is not a number; {role} cells must be numeric",
+                            row=row + 1, column=name)
     cols = [index[n] for n in names]
     if finite:
         check_finite(table, cols, fix)
@@ -209,6 +225,9 @@ def model_rows(
 
 
 MISSING_POLICIES = ("error", "drop", "median")
+TASKS = ("auto", "regress", "classify")
+# --task auto treats an integer target with at most this many distinct values as class labels
+MAX_DETECTED_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,13 @@ class Dataset:
     sha256: str
     input_fill: np.ndarray | None = None
     missing_note: str = ""
+    # classification: the class names, y holds each row's class index (one target column); () for regression
+    classes: tuple[str, ...] = ()
+    task_note: str = ""  # how the task was decided, when it was detected
+
+    @property
+    def is_classification(self) -> bool:
+        return bool(self.classes)
 
     @property
     def n_rows(self) -> int:
@@ -247,6 +273,8 @@ def load_dataset(
     features: str | Sequence[str] | None = None,
     missing: str = "error",
     input_fill: np.ndarray | None = None,
+    task: str = "auto",
+    classes: Sequence[str] | None = None,
 ) -> Dataset:
     """Read a CSV/NPZ and pick targets (default: the last column) and features (default: every other column).
 
@@ -254,10 +282,16 @@ def load_dataset(
     missing (an empty cell or NaN in a chosen column): "error" (a DataError naming the row and column), "drop"
     (drop those rows), or "median" (drop rows with a missing target; fill missing features with the medians of
     this file's rows, or with `input_fill` when given: a test file is filled with the training medians).
+    task: "regress", "classify" (one target column of labels: text, or numbers taken as names), or "auto":
+    classify when the target holds text, or integers with at most MAX_DETECTED_CLASSES distinct values (said in
+    task_note). `classes` fixes the class names (a test file takes the training file's; an unknown label is an
+    error naming the row).
     """
     import hashlib
 
-    table = read_table(path)
+    if task not in TASKS:
+        raise UsageError(f"--task {task}: use {', '.join(TASKS)}")
+    table = read_table(path, text=True)
     targets = _split_names(target_cols) or [table.columns[-1]]
     chosen = _split_names(features)
     if chosen is None:
@@ -275,25 +309,94 @@ def load_dataset(
     if missing not in MISSING_POLICIES:
         raise UsageError(f"--missing {missing}: use {', '.join(MISSING_POLICIES)}")
     strict = missing == "error"
+    found, task_note = _classes_of(table, targets, task, classes)
     # a missing target is the likelier mistake: checked first
-    y = select_columns(table, targets, role="target", finite=strict, fix=_MISSING_FIX)
+    if found is None:
+        y = select_columns(table, targets, role="target", finite=strict, fix=_MISSING_FIX)
+    else:
+        y = _class_indices(table, targets[0], found, strict)
     x = select_columns(table, chosen, role="feature", finite=strict, fix=_MISSING_FIX)
     x, y, fill, note = _handle_missing(table.path, x, y, tuple(chosen), missing, input_fill)
     digest = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
-    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest, fill, note)
+    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest, fill, note, found or (), task_note)
+
+
+def _label_cells(table: Table, name: str) -> list[str]:
+    """Each row's label as text ("" where the cell is empty); numbers written as integers where they are."""
+    if name in table.text:
+        return list(table.text[name])
+    column = table.values[:, table.columns.index(name)]
+    return ["" if np.isnan(v) else str(int(v)) if float(v).is_integer() else repr(float(v)) for v in column]
+
+
+def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
+    """Numerically when every label is a number, else as text."""
+    try:
+        return tuple(sorted(labels, key=float))
+    except ValueError:
+        return tuple(sorted(labels))
+
+
+def _classes_of(table: Table, targets: list[str], task: str, given: Sequence[str] | None
+                ) -> tuple[tuple[str, ...] | None, str]:
+    """(class names, note) for a classification task, (None, "") for regression (see load_dataset's task)."""
+    name = targets[0]
+    if name not in table.columns:
+        return None, ""  # select_columns names the missing column
+    if task == "regress" or (task == "auto" and given is None and name not in table.text):
+        values = table.values[:, table.columns.index(name)]
+        present = values[~np.isnan(values)]
+        distinct = np.unique(present)
+        if task == "regress" or len(distinct) > MAX_DETECTED_CLASSES or len(distinct) < 2 or \
+                not np.all(np.equal(np.mod(distinct, 1), 0)):
+            return None, ""
+        note = (f"target {name!r} holds {len(distinct)} integer values: classification "
+                "(--task regress fits it as a number)")
+    else:
+        note = f"target {name!r} holds labels: classification" if task == "auto" and given is None else ""
+    if len(targets) != 1:
+        raise DataError(table.path, f"classification takes one target column, got {len(targets)} "
+                                    f"({', '.join(targets)}); pass one with --target-col")
+    if given is not None:
+        return tuple(given), note
+    found = _sorted_labels({label for label in _label_cells(table, name) if label != ""})
+    if len(found) < 2:
+        raise DataError(table.path, f"the target has {len(found)} class(es); classification needs at least 2",
+                        column=name)
+    return found, note
+
+
+def _class_indices(table: Table, name: str, classes: tuple[str, ...], strict: bool) -> np.ndarray:
+    """(rows, 1): each row's class index (NaN where the label is missing; an error there when strict)."""
+    index = {label: k for k, label in enumerate(classes)}
+    out = np.empty((table.n_rows, 1))
+    for row, label in enumerate(_label_cells(table, name)):
+        if label == "":
+            if strict:
+                raise DataError(table.path, f"empty cell; values must be finite ({_MISSING_FIX})", row=row + 1,
+                                column=name)
+            out[row, 0] = math.nan
+        elif label not in index:
+            raise DataError(table.path, f"label {label!r} is not one of the training classes "
+                                        f"({', '.join(classes)})", row=row + 1, column=name)
+        else:
+            out[row, 0] = index[label]
+    return out
 
 
 def load_train_and_test(
     data: str | os.PathLike, test: str | os.PathLike | None, *, target_cols: str | Sequence[str] | None = None,
-    features: str | Sequence[str] | None = None, missing: str = "error",
+    features: str | Sequence[str] | None = None, missing: str = "error", task: str = "auto",
 ) -> tuple[Dataset, Dataset | None]:
     """The training file and an optional test file with the same columns and missing-value policy; under
     "median" the test file's missing features get the training medians, as the deployed model does."""
-    dataset = load_dataset(data, target_cols=target_cols, features=features, missing=missing)
+    dataset = load_dataset(data, target_cols=target_cols, features=features, missing=missing, task=task)
     if test is None:
         return dataset, None
     return dataset, load_dataset(test, target_cols=list(dataset.target_names), features=list(dataset.feature_names),
-                                 missing=missing, input_fill=dataset.input_fill)
+                                 missing=missing, input_fill=dataset.input_fill,
+                                 task="classify" if dataset.is_classification else "regress",
+                                 classes=dataset.classes or None)
 
 
 def _handle_missing(path: str, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], missing: str,

@@ -27,6 +27,8 @@ __all__ = [
     "forward",
     "forward_normalized",
     "fill_missing",
+    "logit_count",
+    "class_probabilities",
     "hidden_activations",
     "with_missing_rows",
     "sample_inputs",
@@ -127,6 +129,9 @@ class SparseMLP:
     provenance: dict[str, Any] = field(default_factory=dict)
     calibration: np.ndarray | None = None
     input_fill: np.ndarray | None = None
+    # a classifier's class names: its outputs are logits, one for two classes (of the second class), else one per
+    # class; () for regression
+    classes: tuple[str, ...] = ()
 
     @property
     def n_inputs(self) -> int:
@@ -161,6 +166,7 @@ class SparseMLP:
         provenance: dict[str, Any] | None = None,
         calibration: np.ndarray | None = None,
         input_fill: np.ndarray | None = None,
+        classes: Sequence[str] = (),
     ) -> "SparseMLP":
         hidden = tuple(hidden)
         n_in = hidden[0].n_in if hidden else output.n_in
@@ -181,6 +187,7 @@ class SparseMLP:
             provenance=dict(provenance or {}),
             calibration=None if calibration is None else np.asarray(calibration, dtype=np.float64),
             input_fill=None if input_fill is None else np.asarray(input_fill, dtype=np.float64).reshape(-1),
+            classes=tuple(str(c) for c in classes),
         )
         model.check()
         return model
@@ -210,6 +217,9 @@ class SparseMLP:
             raise ModelFileError(f"{len(self.feature_names)} feature names for {self.n_inputs} inputs")
         if len(self.target_names) != self.n_outputs:
             raise ModelFileError(f"{len(self.target_names)} target names for {self.n_outputs} outputs")
+        if self.classes and self.n_outputs != logit_count(len(self.classes)):
+            raise ModelFileError(f"{len(self.classes)} classes need {logit_count(len(self.classes))} logit output(s), "
+                                 f"the model has {self.n_outputs}")
         if self.input_fill is not None:
             if self.input_fill.shape != (self.n_inputs,):
                 raise ModelFileError(f"input_fill: shape {self.input_fill.shape}, expected ({self.n_inputs},)")
@@ -318,6 +328,21 @@ def fill_missing(model: SparseMLP, x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), model.input_fill, x)
 
 
+def logit_count(n_classes: int) -> int:
+    """A classifier's outputs: one logit for two classes (the second's; the first's is 0), else one per class."""
+    return 1 if n_classes == 2 else n_classes
+
+
+def class_probabilities(logits: np.ndarray) -> np.ndarray:
+    """(rows, n_classes) probabilities from a classifier's logits: sigmoid for one logit, else softmax."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.shape[1] == 1:
+        z = np.hstack([np.zeros_like(z), z])
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def hidden_activations(model: SparseMLP, x: np.ndarray) -> np.ndarray:
     """The last hidden layer's outputs (gated-off neurons 0) for raw rows x; the scaled inputs without hidden
     layers. What the linear output layer reads."""
@@ -359,8 +384,17 @@ def with_missing_rows(model: SparseMLP, x: np.ndarray, per_column: int = 8) -> n
     return np.vstack([x, *extra]) if extra else x
 
 
+# A classifier's logits are checked to 1e-4 of their scale (a probability moves by at most a quarter of a logit's
+# error: 2.5e-5 of the scale): onnxruntime's float32 tanh, through hidden weights of ~15 that saturate neurons
+# and a logit map that multiplies the indicator outputs by ~4-10, put logits 2e-4 off at magnitude 8 on iris.
+CLASSIFIER_REL_TOLERANCE = 1e-4
+
+
 def output_tolerance(model: SparseMLP, y_reference: np.ndarray, rel: float = 1e-5) -> np.ndarray:
-    """Per-output absolute tolerance: rel x the output's scale (its de-normalisation scale or magnitude)."""
+    """Per-output absolute tolerance: rel x the output's scale (its de-normalisation scale or magnitude);
+    CLASSIFIER_REL_TOLERANCE instead of the default rel for a classifier's logits."""
+    if model.classes and rel == 1e-5:
+        rel = CLASSIFIER_REL_TOLERANCE
     magnitude = np.max(np.abs(y_reference), axis=0) if len(y_reference) else np.zeros(model.n_outputs)
     return rel * np.maximum(np.maximum(np.abs(model.output_scale), magnitude), 1e-6)
 
@@ -399,6 +433,8 @@ def _tensors_and_meta(model: SparseMLP) -> tuple[dict[str, np.ndarray], dict[str
         "target_names": list(model.target_names),
         "provenance": model.provenance,
     }
+    if model.classes:
+        meta["classes"] = list(model.classes)
     return tensors, meta
 
 
@@ -495,6 +531,7 @@ def model_from_bytes(data: bytes, source: str = "<bytes>") -> SparseMLP:
             provenance=meta.get("provenance", {}),
             calibration=tensors.get("calibration"),
             input_fill=tensors.get("input.fill"),
+            classes=meta.get("classes", ()),
         )
     except KeyError as exc:
         raise ModelFileError(f"{source}: metadata lacks field {exc.args[0]!r}") from None

@@ -162,6 +162,11 @@ def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Emb
          f"{starts} starts, {steps} steps; embedding {embedding.source} ({embedding.steps} training steps)")
     if dataset.missing_note:
         stdout.print(f"missing values: {dataset.missing_note}", markup=False, soft_wrap=True)
+    if dataset.is_classification:
+        counts = [int((dataset.y[:, 0] == k).sum()) for k in range(len(dataset.classes))]
+        how = f" ({dataset.task_note})" if dataset.task_note else ""
+        stdout.print(f"classification{how}: {len(dataset.classes)} classes, rows per class "
+                     + ", ".join(f"{c} {n}" for c, n in zip(dataset.classes, counts)), markup=False, soft_wrap=True)
 
 
 @contextmanager
@@ -225,6 +230,19 @@ def print_front(card: dict[str, Any]) -> None:
     )
 
 
+def print_classification(figures: dict, classes: tuple[str, ...]) -> None:
+    """Accuracy, balanced accuracy, log-loss per split; F1 per class and the confusion matrix of the last split."""
+    print_table("classifier (validation rows chose the model, test rows never did)",
+                ["split", "rows", "accuracy", "balanced accuracy", "log-loss"],
+                [(name, f.rows, f"{f.accuracy:.4f}", f"{f.balanced_accuracy:.4f}", f"{f.log_loss:.4f}")
+                 for name, f in figures.items()])
+    last = list(figures)[-1]
+    f = figures[last]
+    print_table(f"{last} rows: confusion (true class by row, predicted by column) and F1",
+                ["true \\ predicted", *classes, "F1"],
+                [(name, *map(str, row), f"{score:.3f}") for name, row, score in zip(classes, f.confusion, f.f1)])
+
+
 def print_search_result(result: SearchResult, files: RunFiles, target: str, seconds: float) -> None:
     """Accuracy by split, the chosen model, its predicted (and measured) cost, and the run folder written."""
     card = files.card
@@ -235,8 +253,10 @@ def print_search_result(result: SearchResult, files: RunFiles, target: str, seco
         [(s, result.metrics["fine_tuned"][s].rows, f"{result.metrics['latent_only'][s].mse:.3g}",
           f"{result.metrics['fine_tuned'][s].mse:.3g}", f"{result.metrics['fine_tuned'][s].r2:.4f}") for s in splits],
     )
+    if result.classification is not None:
+        print_classification(result.classification, result.model.classes)
     tuned = result.metrics["fine_tuned"]
-    if len(tuned[splits[-1]].mse_per_target) > 1:
+    if result.classification is None and len(tuned[splits[-1]].mse_per_target) > 1:
         names = card["data"]["targets"]
         print_table(f"per target, fine-tuned ({', '.join(splits)}: MSE on the scaled target / R^2)",
                     ["target", *splits],

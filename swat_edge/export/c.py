@@ -841,9 +841,22 @@ def _banner_extra(fast_math: bool, int8: Int8Info | None) -> list[str]:
     return [_safe_comment(e) for e in extra]
 
 
+def _predict_class_source(prefix: str, input_type: str, n_classes: int) -> list[str]:
+    """A classifier's `<prefix>_predict_class`: the logits into scores, the most probable class's index back."""
+    head = [f"int {prefix}_predict_class(const {input_type} *in, float *scores)", "{"]
+    if n_classes == 2:
+        body = [f"    {prefix}_predict(in, scores);",
+                "    return scores[0] > 0.0f ? 1 : 0; /* the logit of class 1 (class 0's is 0) */"]
+    else:
+        body = ["    int k, best = 0;", f"    {prefix}_predict(in, scores);", f"    for (k = 1; k < {n_classes}; ++k) {{",
+                "        if (scores[k] > scores[best]) {", "            best = k;", "        }", "    }",
+                "    return best;"]
+    return [*head, *body, "}", ""]
+
+
 def _source_text(
     *, prefix: str, header_name: str, dtype: str, fast_math: bool, banner: Sequence[str], body: _Body,
-    input_type: str = "float",
+    input_type: str = "float", n_classes: int = 0,
 ) -> str:
     """The .c file: banner, includes, the helpers the body calls, <prefix>_predict and <prefix>_predict_batch."""
     upper = prefix.upper()
@@ -876,6 +889,7 @@ def _source_text(
         "    }",
         "}",
         "",
+        *(_predict_class_source(prefix, input_type, n_classes) if n_classes else []),
     ]
     source = "\n".join(src)
     assert _GLUE not in source, "bug: an expression bypassed _statement"
@@ -932,7 +946,7 @@ def to_c(
     return CSource(
         source=_source_text(
             prefix=prefix, header_name=header_name, dtype=dtype, fast_math=fast_math, banner=banner, body=body,
-            input_type=input_type,
+            input_type=input_type, n_classes=len(model.classes),
         ),
         header=_header(prefix, banner, model, in_macros, out_macros, input_type),
         prefix=prefix,
@@ -956,6 +970,7 @@ def _header(
     prefix: str, banner: Sequence[str], model: SparseMLP, in_macros: Sequence[str], out_macros: Sequence[str],
     input_type: str = "float",
 ) -> str:
+    classes = model.classes
     upper = prefix.upper()
     guard = f"{upper}_SWAT_EDGE_H"
     lines = [
@@ -982,6 +997,12 @@ def _header(
         "",
         f"/* n_rows rows, row-major: in[n_rows * {upper}_N_INPUTS] -> out[n_rows * {upper}_N_OUTPUTS]. */",
         f"void {prefix}_predict_batch(const {input_type} *in, float *out, int n_rows);",
+        *(["", f"/* A classifier of {len(classes)} classes, by index: "
+               + ", ".join(f"{k} {name!r}" for k, name in enumerate(classes)).replace("*/", "* /") + " */",
+           f"#define {prefix.upper()}_N_CLASSES {len(classes)}",
+           f"/* The most probable class's index; scores[{prefix.upper()}_N_OUTPUTS] gets the logits"
+           + (" (one: class 1's; class 0's is 0)" if len(classes) == 2 else "") + ". */",
+           f"int {prefix}_predict_class(const {input_type} *in, float *scores);"] if classes else []),
         "",
         "#ifdef __cplusplus",
         "}",

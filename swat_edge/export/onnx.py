@@ -46,6 +46,7 @@ __all__ = [
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+PROBABILITIES_NAME = "probabilities"  # a classifier's second output
 BATCH_DIM = "batch"
 # Split takes its sizes as an attribute before opset 13 and as an input from 13 on; both are handled.
 # Opset 11 is where Gemm's bias became optional and Split/Concat took their current semantics.
@@ -62,11 +63,13 @@ METADATA_KEYS: tuple[str, ...] = (
     "feature_names",
     "target_names",
     "input_type",
+    "classes",
     "n_inputs",
     "n_outputs",
 )
-# Added after the first release: a file without it was exported before double inputs existed (float32 input).
-_OPTIONAL_METADATA = ("input_type",)
+# Added after the first release: a file without input_type was exported before double inputs existed (float32
+# input); classes is written for classifiers only.
+_OPTIONAL_METADATA = ("input_type", "classes")
 _ONNX_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "tanh": "Tanh", "sigmoid": "Sigmoid"}
 # Rows onnxsim runs the graph on to validate its rewrite (fixed seed: export bytes must be deterministic).
 _SIMPLIFY_CHECK_ROWS = 64
@@ -232,10 +235,23 @@ def _build_graph(model: SparseMLP, naive: bool, opset: int, double_input: bool) 
     if list(last.output) != [h]:
         raise AssertionError("bug: the graph output is not the last node's only output")
     last.output[0] = OUTPUT_NAME
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_outputs])]
+    if model.classes:
+        outputs.append(_probabilities(g, model))
     inp = helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE if double_input else TensorProto.FLOAT,
                                         [BATCH_DIM, model.n_inputs])
-    out = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, model.n_outputs])
-    return helper.make_graph(g.nodes, "swat_edge_mlp", [inp], [out], initializer=g.initializers)
+    return helper.make_graph(g.nodes, "swat_edge_mlp", [inp], outputs, initializer=g.initializers)
+
+
+def _probabilities(g: _GraphBuilder, model: SparseMLP) -> onnx.ValueInfoProto:
+    """A classifier's second output: class probabilities (rows, classes), softmax of the logits (for two
+    classes, of [0, logit])."""
+    logits = OUTPUT_NAME
+    if model.n_outputs == 1:
+        zero = g.op("Mul", [OUTPUT_NAME, g.const("classes.zero", _f32(np.zeros(1)))], "logit_zero")
+        logits = g.op("Concat", [zero, OUTPUT_NAME], "logits_pair", axis=1)
+    g.op("Softmax", [logits], PROBABILITIES_NAME, axis=1)
+    return helper.make_tensor_value_info(PROBABILITIES_NAME, TensorProto.FLOAT, [BATCH_DIM, len(model.classes)])
 
 
 @contextlib.contextmanager
@@ -304,9 +320,10 @@ def _set_metadata(proto: onnx.ModelProto, model: SparseMLP, export_style: str, s
         "n_inputs": str(model.n_inputs),
         "n_outputs": str(model.n_outputs),
         "input_type": _input_type(proto),
+        "classes": json.dumps(list(model.classes)),
     }
     del proto.metadata_props[:]
-    helper.set_model_props(proto, {key: values[key] for key in METADATA_KEYS})
+    helper.set_model_props(proto, {key: values[key] for key in METADATA_KEYS if key != "classes" or model.classes})
 
 
 def to_onnx(model: SparseMLP, *, naive: bool = False, opset: int = 17, simplify: bool = True,
@@ -349,7 +366,7 @@ def read_metadata(onnx_model: onnx.ModelProto) -> dict[str, object]:
     props = {p.key: p.value for p in onnx_model.metadata_props}
     out: dict[str, object] = {}
     for key, value in props.items():
-        if key in ("feature_names", "target_names"):
+        if key in ("feature_names", "target_names", "classes"):
             out[key] = json.loads(value)
         elif key in ("n_inputs", "n_outputs"):
             out[key] = int(value)

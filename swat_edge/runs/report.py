@@ -162,6 +162,11 @@ def build_card(
             **{stage: {split: _figures_dict(f, dataset.target_names) for split, f in splits.items()}
                for stage, splits in result.metrics.items()},
         },
+        "classification": None if result.classification is None else {
+            "classes": list(result.model.classes),
+            "outputs": "logits (one, of the second class, for two classes; else one per class)",
+            **{split: f.to_dict(result.model.classes) for split, f in result.classification.items()},
+        },
         "model": model_info,
         "selection": {
             "rule": _RULES[settings.choice].format(tolerance=settings.tolerance),

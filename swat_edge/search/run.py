@@ -27,6 +27,7 @@ from ..errors import DataError, InputError, UsageError
 from ..model import Layer, SparseMLP, forward, hidden_activations, model_stats, random_model
 from .embedding.decode import SoftNetwork, to_sparse_mlp
 from .fit import FitSettings, fit_levenberg_marquardt
+from .classify import ClassFigures, class_figures, indicator_dataset, stratified_split, to_classifier
 from .inputs import INPUT_METHODS, InputStage, expand_inputs, input_stage
 from .latent import (
     Assessment,
@@ -203,6 +204,8 @@ class SearchResult:
     validation_rows: np.ndarray  # indices of the held-out rows in the training file
     timings_s: dict[str, float]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # a classifier's figures per split ("train", "validation" unless cross-validated, "test"); None: regression
+    classification: dict[str, ClassFigures] | None = None
 
 
 def check_dataset(dataset: Dataset, family: Any, embedding_name: str) -> None:
@@ -246,8 +249,9 @@ class _Prepared:
         return (self.y_mean - self.y_offset) / self.y_scale
 
 
-def split_and_scale(dataset: Dataset, *, fraction: float, seed: int) -> _Prepared:
-    """Hold out the validation rows, check there is something to learn, fit the [-1, 1] scaling on training rows."""
+def split_and_scale(dataset: Dataset, *, fraction: float, seed: int, strata: np.ndarray | None = None) -> _Prepared:
+    """Hold out the validation rows (the same share of every stratum, e.g. class, when strata are given), check
+    there is something to learn, fit the [-1, 1] scaling on training rows."""
     n = dataset.n_rows
     n_val = max(int(round(fraction * n)), MIN_VALIDATION_ROWS)
     if n - n_val < MIN_TRAIN_ROWS:
@@ -256,7 +260,10 @@ def split_and_scale(dataset: Dataset, *, fraction: float, seed: int) -> _Prepare
             f"has {n} rows; the search needs at least {MIN_TRAIN_ROWS + MIN_VALIDATION_ROWS} ({MIN_TRAIN_ROWS} to "
             f"train and {n_val} held out for validation at --validation {fraction:g}); add rows",
         )
-    train, val = holdout_split(n, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
+    if strata is None:
+        train, val = holdout_split(n, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
+    else:
+        train, val = stratified_split(strata, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
     y_train = dataset.y[train]
     for j, name in enumerate(dataset.target_names):
         if np.ptp(y_train[:, j]) <= 1e-12 * max(abs(float(y_train[0, j])), 1.0):
@@ -793,8 +800,8 @@ def _prediction_samples(splits: dict[str, tuple[np.ndarray, np.ndarray]], model:
 
 
 def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, budgets: Budgets,
-                     settings: SearchSettings) -> _Problem:
-    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed)
+                     settings: SearchSettings, strata: np.ndarray | None = None) -> _Problem:
+    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed, strata=strata)
     family = getattr(embedding, "module", embedding).config.family
     stage, stage_fields = _input_stage(dataset, prep, family.max_inputs, settings)
     return _Problem(
@@ -885,13 +892,60 @@ def run_search(
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     stage: Callable[[str], None] | None = None,
 ) -> SearchResult:
-    """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring)."""
+    """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring). A
+    classification data set is searched on class indicators (search/classify.py) split by class, and every
+    fitted network becomes a classifier outputting logits, with its figures per split."""
+    options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,
+                   embedding_name=embedding_name, progress=progress, stage=stage)
+    if not dataset.is_classification:
+        return _search(dataset, test=test, **options)
+    labels = dataset.y[:, 0].astype(int)
+    result = _search(indicator_dataset(dataset), test=None if test is None else indicator_dataset(test),
+                     strata=labels, **options)
+    if not result.met_budgets:
+        return result
+    cross_validated = "folds" in result.split_rows
+    train = np.arange(dataset.n_rows) if cross_validated else np.setdiff1d(np.arange(dataset.n_rows),
+                                                                          result.validation_rows)
+
+    def classifier(model: SparseMLP) -> SparseMLP:
+        return to_classifier(model, dataset.x[train], labels[train], dataset.classes, settings.seed)
+
+    model = classifier(result.model)
+    splits = {"train": (dataset.x[train], labels[train])}
+    if not cross_validated:  # with cross-validation every row trained the final model: no held-out figure
+        splits["validation"] = (dataset.x[result.validation_rows], labels[result.validation_rows])
+    if test is not None:
+        splits["test"] = (test.x, test.y[:, 0].astype(int))
+    notes = result.notes + ((f"classification: {len(dataset.classes)} classes; fitted as class indicators by "
+                             "least squares, logits calibrated by cross-entropy on the training rows; "
+                             "candidates chosen by validation MSE of the indicators"),)
+    return replace(result, model=model, latent_model=classifier(result.latent_model),
+                   candidate_models=tuple(classifier(m) for m in result.candidate_models),
+                   estimate=estimate(model, target, dtype=result.dtype), notes=notes,
+                   classification={name: class_figures(model, x, y) for name, (x, y) in splits.items()})
+
+
+def _search(
+    dataset: Dataset,
+    *,
+    embedding: Any,
+    target: TargetProfile,
+    budgets: Budgets,
+    settings: SearchSettings,
+    test: Dataset | None,
+    embedding_name: str,
+    progress: Callable[[int, int, dict[str, Any]], None] | None,
+    stage: Callable[[str], None] | None,
+    strata: np.ndarray | None = None,
+) -> SearchResult:
+    """run_search on a regression data set (class indicators for a classification one)."""
     settings.check()
     family = getattr(embedding, "module", embedding).config.family
     check_dataset(dataset, family, embedding_name or str(getattr(embedding, "source", "")))
     if test is not None and test.x.shape[1] != dataset.x.shape[1]:
         raise InputError(f"{test.path}: {test.x.shape[1]} features, the training data has {dataset.x.shape[1]}")
-    problem = _prepare_problem(dataset, embedding, target, budgets, settings)
+    problem = _prepare_problem(dataset, embedding, target, budgets, settings, strata)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     run = _search_latents(problem, progress)

@@ -1,0 +1,160 @@
+"""Classification on top of the regression search (issue 14, part 2).
+
+The search, its candidates and its fine-tuner work on class indicators: one 0/1 column for two classes (the
+second class), one column per class beyond (several targets, see run._Problem.summary), fitted by least squares,
+which Levenberg-Marquardt does well. Each fitted network's indicator outputs f are then turned into logits by a
+logistic calibration over the training rows, logits = a f + c (a temperature and per-class offsets, fitted by
+cross-entropy), folded exactly into the linear output layer: least squares shapes the scores, cross-entropy their
+scale and the class priors. The exported
+model outputs logits (ONNX also probabilities); class names travel with the model.
+Numpy only: pure functions over arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..model import Layer, SparseMLP, class_probabilities, forward
+
+__all__ = ["ClassFigures", "indicator_dataset", "to_classifier", "class_figures", "stratified_split",
+           "CALIBRATION_MAX_ROWS"]
+
+CALIBRATION_MAX_ROWS = 5000  # rows the logistic calibration is fitted on at most (seeded subsample beyond)
+_RIDGE = 1e-4  # on the calibration's weights: keeps separable classes finite
+_NEWTON_STEPS = 100
+
+
+def indicator_dataset(dataset: Dataset) -> Dataset:
+    """The regression the search solves for a classification data set: 0/1 indicator targets."""
+    labels = dataset.y[:, 0].astype(int)
+    k = len(dataset.classes)
+    if k == 2:
+        return replace(dataset, y=(labels == 1).astype(np.float64)[:, None], target_names=(dataset.classes[1],),
+                       classes=())
+    return replace(dataset, y=np.eye(k)[labels], target_names=dataset.classes, classes=())
+
+
+def stratified_split(labels: np.ndarray, *, fraction: float, seed: int, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) row indices holding out `fraction` of every class (at least one row of each class
+    with two or more rows), in a seeded order; at least min_rows validation rows."""
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for k in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == k))
+        take = int(round(fraction * len(rows)))
+        take = min(max(take, 1), len(rows) - 1) if len(rows) > 1 else 0
+        val += rows[:take].tolist()
+    if len(val) < min_rows:
+        rest = rng.permutation(np.setdiff1d(np.arange(len(labels)), val))
+        val += rest[: min_rows - len(val)].tolist()
+    val_rows = np.sort(np.asarray(val, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(labels)), val_rows), val_rows
+
+
+def _logistic_map(f: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """(a, c) minimising the cross-entropy of the logits a f + c (sigmoid of the one logit for two classes, else
+    softmax) plus a small ridge on a: a temperature and per-class offsets, by damped Newton steps on the exact
+    Hessian of these 1 + logits parameters (cheap for any number of rows and classes)."""
+    binary = f.shape[1] == 1
+    n_classes = 2 if binary else f.shape[1]
+    target = np.eye(n_classes)[labels]
+    phi = np.hstack([np.zeros_like(f), f]) if binary else f  # each class's score; class 0's logit is 0 if binary
+    n = len(f)
+
+    def unpack(theta: np.ndarray) -> np.ndarray:
+        offsets = np.concatenate([[0.0], theta[1:]]) if binary else theta[1:]
+        return theta[0] * phi + offsets
+
+    def loss(theta: np.ndarray) -> float:
+        p = class_probabilities(unpack(theta)[:, 1:] if binary else unpack(theta))
+        return float(-np.mean(np.log(np.clip(p[np.arange(n), labels], 1e-300, None))) + 0.5 * _RIDGE * theta[0] ** 2)
+
+    theta = np.concatenate([[1.0], np.zeros(1 if binary else n_classes)])
+    current = loss(theta)
+    for _ in range(_NEWTON_STEPS):
+        z = unpack(theta)
+        p = class_probabilities(z[:, 1:] if binary else z)
+        r = p - target
+        pf = np.sum(p * phi, axis=1)
+        h_aa = np.sum(p * phi ** 2) - np.sum(pf ** 2)
+        h_ac = np.sum(p * phi - p * pf[:, None], axis=0)
+        h_cc = np.diag(p.sum(axis=0)) - p.T @ p
+        grad = np.concatenate([[np.sum(r * phi)], r.sum(axis=0)]) / n
+        hess = np.block([[np.array([[h_aa]]), h_ac[None, :]], [h_ac[:, None], h_cc]]) / n
+        if binary:  # only the second class's offset is a parameter
+            grad, hess = grad[[0, 2]], hess[np.ix_([0, 2], [0, 2])]
+        grad[0] += _RIDGE * theta[0]
+        hess[0, 0] += _RIDGE
+        step = np.linalg.lstsq(hess + 1e-12 * np.eye(len(hess)), grad, rcond=None)[0]
+        scale, value = 1.0, np.inf
+        while scale > 1e-6:
+            value = loss(theta - scale * step)
+            if value <= current:
+                break
+            scale *= 0.5
+        if scale <= 1e-6:
+            break
+        theta, improvement, current = theta - scale * step, current - value, value
+        if improvement < 1e-12 * max(1.0, abs(current)):
+            break
+    offsets = theta[1:] if not binary else theta[1:2]
+    return float(theta[0]), offsets
+
+
+def to_classifier(model: SparseMLP, x: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
+                  seed: int = 0) -> SparseMLP:
+    """The indicator model `model` as a classifier outputting logits: the logistic map of its outputs fitted on
+    rows x (labels: class indices), folded into its output layer (output scaling folded in too)."""
+    rows = np.arange(len(x))
+    if len(rows) > CALIBRATION_MAX_ROWS:
+        rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:CALIBRATION_MAX_ROWS])
+    a, c = _logistic_map(forward(model, x[rows]), labels[rows].astype(int))
+    # outputs f = (h W + b) S + O  =>  logits = a f + c = h (a W * S) + (a (b S + O) + c)
+    out = model.output
+    weight = a * out.weight * model.output_scale[None, :]
+    bias = a * (out.bias * model.output_scale + model.output_offset) + c
+    names = (f"logit {classes[1]}",) if len(classes) == 2 else tuple(f"logit {name}" for name in classes)
+    provenance = {**model.provenance, "classifier": "least-squares indicators, logistic map of the outputs"}
+    return model.replace(output=Layer.make(weight, bias, "identity"), output_scale=np.ones(len(bias)),
+                         output_offset=np.zeros(len(bias)), target_names=names, classes=classes,
+                         provenance=provenance)
+
+
+@dataclass(frozen=True)
+class ClassFigures:
+    """A classifier on one split: accuracy, balanced accuracy (mean recall), log-loss, F1 per class and the
+    confusion matrix (rows: true class, columns: predicted)."""
+
+    rows: int
+    accuracy: float
+    balanced_accuracy: float
+    log_loss: float
+    f1: tuple[float, ...]
+    confusion: tuple[tuple[int, ...], ...]
+
+    def to_dict(self, classes: tuple[str, ...]) -> dict[str, Any]:
+        return {"rows": self.rows, "accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy,
+                "log_loss": self.log_loss, "f1": dict(zip(classes, self.f1)),
+                "confusion": {"classes": list(classes), "rows_true_columns_predicted": [list(r) for r in self.confusion]}}
+
+
+def class_figures(model: SparseMLP, x: np.ndarray, labels: np.ndarray) -> ClassFigures:
+    """The classifier's figures on rows x with true class indices `labels`."""
+    k = len(model.classes)
+    labels = np.asarray(labels).astype(int)
+    p = class_probabilities(forward(model, x))
+    predicted = np.argmax(p, axis=1)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    support, claimed, hits = confusion.sum(axis=1), confusion.sum(axis=0), np.diag(confusion)
+    recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+    precision = np.where(claimed > 0, hits / np.maximum(claimed, 1), 0.0)
+    f1 = np.where(precision + np.nan_to_num(recall) > 0,
+                  2 * precision * np.nan_to_num(recall) / np.maximum(precision + np.nan_to_num(recall), 1e-300), 0.0)
+    p_true = np.clip(p[np.arange(len(labels)), labels], 1e-15, 1.0)
+    return ClassFigures(rows=len(labels), accuracy=float(np.mean(predicted == labels)),
+                        balanced_accuracy=float(np.nanmean(recall)), log_loss=float(-np.mean(np.log(p_true))),
+                        f1=tuple(float(v) for v in f1), confusion=tuple(tuple(int(v) for v in r) for r in confusion))

@@ -1,0 +1,152 @@
+"""Classification (issue 14, part 2): labels read and detected, a stratified split, indicator models turned into
+logit classifiers exactly, figures checked against scikit-learn, and a search on scikit-learn's iris and
+breast_cancer data sets whose exports (ONNX logits and probabilities, C predict_class) agree with the reference."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from clirun import run_cli  # noqa: E402
+
+from swat_edge.data import load_dataset  # noqa: E402
+from swat_edge.errors import DataError  # noqa: E402
+from swat_edge.model import class_probabilities, forward, load_model, random_model  # noqa: E402
+from swat_edge.search.classify import class_figures, stratified_split, to_classifier  # noqa: E402
+
+FAST = ["--steps", "40", "--starts", "3", "--no-measure"]
+
+
+def _write(path: Path, x: np.ndarray, labels, header: str) -> Path:
+    lines = [",".join([*(f"{v:.6g}" for v in row), str(label)]) for row, label in zip(x, labels)]
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_text_labels_are_classes_in_sorted_order_and_numbers_stay_numeric(tmp_path):
+    x = np.arange(12.0)[:, None]
+    data = load_dataset(_write(tmp_path / "t.csv", x, ["hot", "cold", "warm"] * 4, "a,state"))
+    assert data.classes == ("cold", "hot", "warm") and data.y[:3, 0].tolist() == [1.0, 0.0, 2.0]
+    assert data.task_note == "target 'state' holds labels: classification"
+    ints = load_dataset(_write(tmp_path / "i.csv", x, [10, 2, 2, 10] * 3, "a,gear"))
+    assert ints.classes == ("2", "10") and "2 integer values: classification" in ints.task_note
+    assert not load_dataset(_write(tmp_path / "r.csv", x, [10, 2, 2, 10] * 3, "a,gear"), task="regress").classes
+    with pytest.raises(DataError, match=r"row 2, column 'state': label 'lukewarm' is not one of the training "
+                                        r"classes \(cold, hot, warm\)"):
+        load_dataset(_write(tmp_path / "u.csv", x[:2], ["hot", "lukewarm"], "a,state"), task="classify",
+                     classes=("cold", "hot", "warm"))
+    (tmp_path / "f.csv").write_text("a,b,y\n1,x,p\n2,3,q\n")
+    with pytest.raises(DataError, match=r"row 1, column 'b': 'x' is not a number; feature cells must be numeric"):
+        load_dataset(tmp_path / "f.csv")
+
+
+def test_the_split_holds_out_the_same_share_of_every_class():
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    train, val = stratified_split(labels, fraction=0.2, seed=0, min_rows=4)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
+    assert np.bincount(labels[val]).tolist() == [16, 3, 1]
+
+
+def test_the_classifier_is_the_indicator_model_with_a_folded_logistic_map():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(400, 2))
+    labels = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
+    model = random_model((2, 5, 3), seed=1).replace(output_scale=np.array([0.5, 2.0, 1.0]),
+                                                    output_offset=np.array([0.1, -0.2, 0.3]))
+    clf = to_classifier(model, x, labels, ("a", "b", "c"))
+    assert clf.classes == ("a", "b", "c") and np.all(clf.output_scale == 1.0) and np.all(clf.output_offset == 0.0)
+    f, logits = forward(model, x), forward(clf, x)
+    # logits are an affine map a f + c of the indicator outputs: the same a for every class
+    a = np.linalg.lstsq(np.hstack([f - f.mean(axis=0)]).reshape(-1, 1), (logits - logits.mean(axis=0)).reshape(-1),
+                        rcond=None)[0][0]
+    np.testing.assert_allclose(logits - a * f, (logits - a * f)[:1].repeat(len(x), axis=0), atol=1e-9)
+    # the map minimises cross-entropy over (a, c): nudging it can only make the log-loss worse
+    def log_loss(z):
+        return -np.mean(np.log(class_probabilities(z)[np.arange(len(x)), labels]))
+    best = log_loss(logits)
+    for da, dc in ((0.05, 0.0), (-0.05, 0.0), (0.0, 0.05)):
+        assert log_loss(logits + da * f + dc * np.eye(3)[0]) >= best - 1e-9
+
+
+def test_figures_match_scikit_learn():
+    from sklearn import metrics
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 3))
+    labels = rng.integers(0, 3, size=300)
+    model = random_model((3, 4, 3), seed=5).replace(classes=("p", "q", "r"), output_scale=np.full(3, 0.2))
+    got = class_figures(model, x, labels)
+    proba = class_probabilities(forward(model, x))
+    predicted = proba.argmax(axis=1)
+    assert got.accuracy == pytest.approx(metrics.accuracy_score(labels, predicted))
+    assert got.balanced_accuracy == pytest.approx(metrics.balanced_accuracy_score(labels, predicted))
+    assert got.log_loss == pytest.approx(metrics.log_loss(labels, proba, labels=[0, 1, 2]))
+    np.testing.assert_allclose(got.f1, metrics.f1_score(labels, predicted, average=None, labels=[0, 1, 2]))
+    np.testing.assert_array_equal(got.confusion, metrics.confusion_matrix(labels, predicted, labels=[0, 1, 2]))
+
+
+def _bundled(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+
+    bunch = getattr(datasets, f"load_{name}")()
+    labels = np.asarray(bunch.target_names)[bunch.target]
+    x_tr, x_te, y_tr, y_te = train_test_split(bunch.data, labels, test_size=0.25, random_state=0, stratify=labels)
+    header = ",".join([f"f{i}" for i in range(bunch.data.shape[1])] + ["label"])
+    return _write(tmp_path / f"{name}.csv", x_tr, y_tr, header), _write(tmp_path / f"{name}_test.csv", x_te, y_te,
+                                                                          header)
+
+
+@pytest.mark.parametrize("name, least_accuracy", [("iris", 0.85), ("breast_cancer", 0.9)])
+def test_a_search_on_labels_gives_a_classifier_and_its_exports_agree(tiny_run, tmp_path, capsys, name,
+                                                                     least_accuracy):
+    from swat_edge.export.c import run_c_rows
+    from swat_edge.export.cc import which_c_compiler
+    from swat_edge.export.onnx import load_onnx, read_metadata
+    from swat_edge.export.pipeline import export_c_file
+
+    train, test = _bundled(tmp_path, name)
+    code, stdout, err = run_cli(["search", "--data", train, "--test", test, "--target", "cortex-m4", "--embedding",
+                                 tiny_run, "--out", tmp_path / "run", *FAST], capsys)
+    assert code == 0, err
+    assert "classification (target 'label' holds labels: classification)" in stdout
+    assert "confusion (true class by row" in stdout
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["classification"]["classes"] == list(model.classes)
+    assert card["classification"]["test"]["accuracy"] >= least_accuracy
+    x_test = np.loadtxt(test, delimiter=",", skiprows=1, usecols=range(model.n_inputs))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "run" / "model.onnx"))
+    logits, proba = session.run(None, {"input": x_test.astype(np.float32)})
+    np.testing.assert_allclose(logits, forward(model, x_test), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(proba, class_probabilities(forward(model, x_test)), atol=1e-5)
+    assert read_metadata(load_onnx(tmp_path / "run" / "model.onnx"))["classes"] == list(model.classes)
+    if which_c_compiler() is None:
+        return
+    c = export_c_file(model, tmp_path / "m.c")
+    assert f"int m_predict_class(const float *in, float *scores);" in c.code.header
+    _check_predict_class(c.code, model, x_test, tmp_path)
+
+
+def _check_predict_class(csrc, model, x, tmp_path: Path) -> None:
+    """Compile a driver that calls <prefix>_predict_class on every row; its classes are the reference's argmax."""
+    from swat_edge.export.cc import compile_c, find_c_compiler, run_program
+
+    (tmp_path / "m.c").write_text(csrc.source)
+    (tmp_path / csrc.header_name).write_text(csrc.header)
+    rows = ",".join(f"{float(v)!r}" for v in x.astype(np.float32).ravel())
+    (tmp_path / "driver.c").write_text(
+        f'#include <stdio.h>\n#include "{csrc.header_name}"\nstatic const float rows[] = {{{rows}}};\n'
+        f"int main(void) {{ float s[M_N_OUTPUTS]; int r; for (r = 0; r < {len(x)}; ++r) "
+        f'printf("%d\\n", m_predict_class(rows + r * M_N_INPUTS, s)); return 0; }}\n')
+    exe = tmp_path / "driver"
+    compile_c(find_c_compiler(None), [tmp_path / "m.c", tmp_path / "driver.c"], exe, flags=("-std=c99", "-O1"))
+    out = run_program([str(exe)], what="the predict_class driver", timeout_s=60)
+    got = np.array([int(v) for v in out.split()])
+    expected = class_probabilities(forward(model, x.astype(np.float32).astype(np.float64))).argmax(axis=1)
+    assert np.mean(got == expected) >= 0.99  # rows on a decision boundary may flip in float32
