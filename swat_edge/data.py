@@ -228,6 +228,7 @@ MISSING_POLICIES = ("error", "drop", "median")
 TASKS = ("auto", "regress", "classify")
 # --task auto treats an integer target with at most this many distinct values as class labels
 MAX_DETECTED_CLASSES = 10
+DETECTED_ROWS_PER_CLASS = 5  # ... and at least this many rows per distinct value on average
 
 
 @dataclass(frozen=True)
@@ -283,8 +284,8 @@ def load_dataset(
     (drop those rows), or "median" (drop rows with a missing target; fill missing features with the medians of
     this file's rows, or with `input_fill` when given: a test file is filled with the training medians).
     task: "regress", "classify" (one target column of labels: text, or numbers taken as names), or "auto":
-    classify when the target holds text, or integers with at most MAX_DETECTED_CLASSES distinct values (said in
-    task_note). `classes` fixes the class names (a test file takes the training file's; an unknown label is an
+    classify when the target holds text, or integers with at most MAX_DETECTED_CLASSES distinct values and
+    DETECTED_ROWS_PER_CLASS rows per value on average (said in task_note). `classes` fixes the class names (a test file takes the training file's; an unknown label is an
     error naming the row).
     """
     import hashlib
@@ -348,7 +349,7 @@ def _classes_of(table: Table, targets: list[str], task: str, given: Sequence[str
         present = values[~np.isnan(values)]
         distinct = np.unique(present)
         if task == "regress" or len(distinct) > MAX_DETECTED_CLASSES or len(distinct) < 2 or \
-                not np.all(np.equal(np.mod(distinct, 1), 0)):
+                len(present) < DETECTED_ROWS_PER_CLASS * len(distinct) or not np.all(np.equal(np.mod(distinct, 1), 0)):
             return None, ""
         note = (f"target {name!r} holds {len(distinct)} integer values: classification "
                 "(--task regress fits it as a number)")
