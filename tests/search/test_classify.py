@@ -150,3 +150,27 @@ def _check_predict_class(csrc, model, x, tmp_path: Path) -> None:
     got = np.array([int(v) for v in out.split()])
     expected = class_probabilities(forward(model, x.astype(np.float32).astype(np.float64))).argmax(axis=1)
     assert np.mean(got == expected) >= 0.99  # rows on a decision boundary may flip in float32
+
+
+def test_a_classifier_exports_to_int8_onnx_and_int8_c_within_their_drift_limits(tmp_path):
+    from swat_edge.export.c import INT8_MAX_RELATIVE_MSE
+    from swat_edge.export.cc import which_c_compiler
+    from swat_edge.export.pipeline import export_c_file, export_onnx_file
+
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, size=(400, 3))
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.3).astype(int)
+    indicator = random_model((3, 6, 3), activations="tanh", seed=2).replace(calibration=x[:256])
+    model = to_classifier(indicator, x, labels, ("low", "mid", "high"))
+    result = export_onnx_file(model, tmp_path / "m.int8.onnx", quantization="static", heldout_rows=x[256:])
+    assert result.written and result.drift is not None and result.drift.relative_mse < INT8_MAX_RELATIVE_MSE
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.int8.onnx"))
+    assert [o.name for o in session.get_outputs()] == ["output", "probabilities"]
+    proba = session.run(None, {"input": x[256:].astype(np.float32)})[1]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    if which_c_compiler() is not None:
+        c = export_c_file(model, tmp_path / "m.c", dtype="int8", heldout_rows=x[256:])
+        assert c.code.int8 is not None and c.code.int8.relative_mse < INT8_MAX_RELATIVE_MSE
+        assert "int m_predict_class(const float *in, float *scores)" in c.code.source
