@@ -16,10 +16,6 @@ Writes benchmarks/results/classify{,_quick}.{json,md}.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -171,30 +167,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    args = parser.parse_args(argv)
-    import torch
+    from benchmarks.compare_run import run_datasets
 
-    torch.set_num_threads(1)
-    from swat_edge.files import atomic_write_bytes
-    from swat_edge.search.embedding.storage import load_embedding
-
-    embedding = load_embedding("default")
-    t0 = time.perf_counter()
-    rows = []
-    for name in QUICK if args.quick else DATASETS:
-        rows.append(run_dataset(name, args.quick, embedding))
-        print(name, {k: f"{v['accuracy']:.3f}" for k, v in rows[-1]["methods"].items()}, flush=True)
-    report = {"command": "python benchmarks/classify.py" + (" --quick" if args.quick else ""),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-              "minutes": (time.perf_counter() - t0) / 60, "datasets": rows}
-    stem = Path(args.out) / ("classify_quick" if args.quick else "classify")
-    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(report, indent=1).encode(), force=True)
-    atomic_write_bytes(stem.with_suffix(".md"), markdown(report).encode(), force=True)
-    print(markdown(report))
-    return 0
+    return run_datasets("classify.py", argv, DATASETS, QUICK, run_dataset, markdown, "classify", "accuracy")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from benchmarks import compare_tables
 from benchmarks.compare_task import SCHEMA, Protocol
@@ -254,3 +254,40 @@ def run_suite(specs: Sequence[TaskSpec], seeds: Sequence[int], protocol: Protoco
     print(text.split("## Per task")[0], flush=True)
     print(f"wrote {Path(args.out) / name}.json, .md, _fronts.png, _winrate.png", flush=True)
     return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small single-run benchmarks (benchmarks/wide.py, classify.py): one row per data set, no cache
+
+
+def run_datasets(script: str, argv: Sequence[str] | None, names: Sequence[str], quick_names: Sequence[str],
+                 run_one: Callable[[str, bool, Any], dict[str, Any]], markdown: Callable[[dict[str, Any]], str],
+                 stem: str, metric: str) -> int:
+    """Parse --quick/--out, run `run_one(name, quick, embedding)` per data set (printing `metric` per method),
+    and write <out>/<stem>{,_quick}.json and .md (markdown(report))."""
+    import platform
+
+    parser = argparse.ArgumentParser(description=f"benchmarks/{script}")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    from swat_edge.files import atomic_write_bytes
+    from swat_edge.search.embedding.storage import load_embedding
+
+    embedding = load_embedding("default")
+    t0 = time.perf_counter()
+    rows = []
+    for name in quick_names if args.quick else names:
+        rows.append(run_one(name, args.quick, embedding))
+        print(name, {k: f"{v[metric]:.3g}" for k, v in rows[-1]["methods"].items()}, flush=True)
+    report = {"command": f"python benchmarks/{script}" + (" --quick" if args.quick else ""),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+              "minutes": (time.perf_counter() - t0) / 60, "datasets": rows}
+    path = Path(args.out) / (f"{stem}_quick" if args.quick else stem)
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(report, indent=1).encode(), force=True)
+    atomic_write_bytes(path.with_suffix(".md"), markdown(report).encode(), force=True)
+    print(markdown(report))
+    return 0

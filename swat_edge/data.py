@@ -196,19 +196,22 @@ def _check_no_inf(table: Table, cols: Sequence[int]) -> None:
 
 
 def model_rows(
-    table: Table, feature_names: Sequence[str], target_names: Sequence[str]
+    table: Table, feature_names: Sequence[str], target_names: Sequence[str], *, allow_missing: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Rows for a model: inputs (and targets when present), matched by column name, else by position.
 
     By position only when the table has exactly n_inputs or n_inputs + n_outputs columns; anything else is a
-    DataError that names the counts, so a file for another model is not silently misread.
+    DataError that names the counts, so a file for another model is not silently misread. allow_missing: empty
+    feature cells pass as NaN (for a model that fills its missing inputs). Columns of text (a classifier's label
+    column) are never read as targets.
     """
     n_in, n_out = len(feature_names), len(target_names)
     if all(name in table.columns for name in feature_names):
-        x = select_columns(table, feature_names)
-        y = select_columns(table, target_names, role="target") if all(n in table.columns for n in target_names) else None
+        x = select_columns(table, feature_names, finite=not allow_missing)
+        numeric = all(n in table.columns and n not in table.text for n in target_names)
+        y = select_columns(table, target_names, role="target") if numeric else None
         return x, y
-    if table.values.shape[1] in (n_in, n_in + n_out):
+    if table.values.shape[1] in (n_in, n_in + n_out) and not table.text:
         check_finite(table)
         x = table.values[:, :n_in]
         y = table.values[:, n_in:] if table.values.shape[1] == n_in + n_out else None

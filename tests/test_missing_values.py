@@ -113,3 +113,19 @@ def test_c_fills_missing_inputs_like_the_reference(tmp_path: Path, dtype: str) -
         np.testing.assert_allclose(single, forward(model, x), atol=1e-5 * np.abs(forward(model, x)).max())
     else:
         assert relative_mse(single.astype(np.float64), forward(model, x)) < INT8_MAX_RELATIVE_MSE
+
+
+@pytest.mark.parametrize("output", ["m.c", "m.int8.onnx"])
+def test_a_holdout_file_with_gaps_checks_a_filled_model(tmp_path: Path, output: str) -> None:
+    from swat_edge.export.pipeline import export_file
+    from swat_edge.model import save_model
+
+    if output.endswith(".c") and which_c_compiler() is None:
+        pytest.skip("no C compiler found (set CC)")
+    model = _filled_model().replace(feature_names=("a", "b", "c"), target_names=("y", "z"))
+    x = _rows_with_gaps()
+    x[:, 1] = np.nan_to_num(x[:, 1])  # b has no fill: its gaps would be the data's fault
+    rows = [[*row, *out] for row, out in zip(x.tolist(), forward(model, x).tolist())]
+    holdout = _csv(tmp_path / "holdout.csv", rows, header="a,b,c,y,z")
+    result = export_file(save_model(model, tmp_path / "m.safetensors"), tmp_path / output, holdout=holdout)
+    assert result.written and result.rows.heldout is not None and np.isnan(result.rows.heldout).any()

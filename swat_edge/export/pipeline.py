@@ -18,7 +18,7 @@ from ..compile.fold_normalization import wide_inputs
 from ..data import model_rows, read_table
 from ..errors import InputError, UsageError
 from ..files import atomic_write_bytes, check_output_path
-from ..model import SparseMLP, load_model, sample_inputs, with_missing_rows
+from ..model import SparseMLP, fill_missing, load_model, sample_inputs, with_missing_rows
 from .c import CCheckReport, CSource, to_c, verify_c, write_c
 from .cc import NO_COMPILER_HINT, which_c_compiler
 from .onnx import CheckReport, to_onnx, verify_onnx
@@ -117,13 +117,16 @@ def read_export_rows(
     """
     cal_rows = held_x = held_y = None
     cal_source = held_source = None
+    gaps = model.input_fill is not None  # a model that fills missing inputs takes rows with gaps
     if calibration is not None:
-        x, y = model_rows(read_table(calibration), model.feature_names, model.target_names)
+        x, y = model_rows(read_table(calibration, text=True), model.feature_names, model.target_names,
+                          allow_missing=gaps)
         cal_rows, (held_x, held_y) = split_rows(x, y)
         cal_source = f"{len(cal_rows)} rows of {calibration}"
         held_source = f"held-out rows (half of {calibration})"
     if holdout is not None:
-        held_x, held_y = model_rows(read_table(holdout), model.feature_names, model.target_names)
+        held_x, held_y = model_rows(read_table(holdout, text=True), model.feature_names, model.target_names,
+                                    allow_missing=gaps)
         held_source = f"held-out rows from {holdout}"
     return ExportRows(cal_rows, held_x, held_y, cal_source, held_source)
 
@@ -166,6 +169,10 @@ def export_onnx_file(
     source = ""
     artefact = fp32
     if quantization != "none":
+        # rows with gaps are filled as the graph fills them (IsNaN + Where), so calibration sees what Gemm sees
+        calibration_rows = None if calibration_rows is None else fill_missing(model, np.asarray(calibration_rows))
+        if heldout_rows is not None:
+            heldout_rows = fill_missing(model, np.asarray(heldout_rows, dtype=np.float64))
         if heldout_rows is None:
             heldout_rows, heldout_targets = sample_inputs(model, CHECK_ROWS, seed=2), None
             source = "rows sampled over the model's input range (pass held-out data for a real figure)"
@@ -261,7 +268,8 @@ def export_c_file(
     if compiler is None:
         not_verified = NO_COMPILER_HINT
     else:
-        check = verify_c(code, model, rows=heldout_rows, cc=shlex.join(compiler))
+        rows = None if heldout_rows is None else fill_missing(model, np.asarray(heldout_rows, dtype=np.float64))
+        check = verify_c(code, model, rows=rows, cc=shlex.join(compiler))  # the check adds rows with gaps itself
         rows_source = heldout_source if heldout_rows is not None and heldout_source else check.rows_source
     path_c, path_h = write_c(code, dest, force=force)
     return CExport(

@@ -174,3 +174,17 @@ def test_a_classifier_exports_to_int8_onnx_and_int8_c_within_their_drift_limits(
         c = export_c_file(model, tmp_path / "m.c", dtype="int8", heldout_rows=x[256:])
         assert c.code.int8 is not None and c.code.int8.relative_mse < INT8_MAX_RELATIVE_MSE
         assert "int m_predict_class(const float *in, float *scores)" in c.code.source
+
+
+def test_export_reads_a_labelled_holdout_file_for_a_classifier(tmp_path):
+    from swat_edge.export.pipeline import export_file
+    from swat_edge.model import save_model
+
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(120, 2))
+    labels = (x[:, 0] > 0).astype(int)
+    model = to_classifier(random_model((2, 4, 1), activations="tanh", seed=3).replace(calibration=x[:60]), x, labels,
+                          ("off", "on"))
+    holdout = _write(tmp_path / "h.csv", x[60:], np.array(["off", "on"])[labels[60:]], "x0,x1,state")
+    result = export_file(save_model(model, tmp_path / "m.safetensors"), tmp_path / "m.int8.onnx", holdout=holdout)
+    assert result.written and result.rows.heldout.shape == (60, 2) and result.rows.heldout_targets is None
