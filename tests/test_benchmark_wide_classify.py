@@ -1,0 +1,58 @@
+"""benchmarks/wide.py and classify.py: their data (fixed splits, the features kept whole) and the protocol that
+makes the dense baseline a fair one (the search's split, fitter and calibration)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+pytest.importorskip("sklearn")
+pytest.importorskip("torch")
+
+from benchmarks import classify, wide  # noqa: E402
+
+
+def test_wide_data_keeps_every_feature_and_a_fixed_split():
+    task = wide.load("friedman1_60")
+    again = wide.load("friedman1_60")
+    assert task.x_train.shape == (1500, 60) and task.x_test.shape == (500, 60)
+    np.testing.assert_array_equal(task.x_test, again.x_test)  # the split does not depend on anything but the seed
+    assert task.y_train.min() == pytest.approx(-1.0) and task.y_train.max() == pytest.approx(1.0)
+
+
+def test_classification_data_is_stratified_and_labelled():
+    train, test = classify.load("wine")
+    assert train.classes == ("class_0", "class_1", "class_2") and train.x.shape[1] == 13
+    share = [np.mean(train.y[:, 0] == k) - np.mean(test.y[:, 0] == k) for k in range(3)]
+    assert max(abs(s) for s in share) < 0.03
+
+
+def test_the_dense_baseline_is_fitted_and_calibrated_as_the_search_does(monkeypatch):
+    from swat_edge.search import run as search_run
+    from swat_edge.search.run import SearchSettings
+
+    train, _ = classify.load("iris")
+    seen = []
+    real_fit = search_run.fit_candidate
+
+    def spy(model, x_tr, y_tr, x_val, y_val, settings):
+        seen.append((len(x_tr), len(x_val), y_tr.shape[1], settings))
+        return real_fit(model, x_tr, y_tr, x_val, y_val, settings)
+
+    monkeypatch.setattr(search_run, "fit_candidate", spy)
+    monkeypatch.setattr(classify, "DENSE_DEPTHS", (1,))
+    monkeypatch.setattr(classify, "DENSE_WIDTHS", (4,))
+    monkeypatch.setattr(classify, "DENSE_ACTIVATIONS", ("tanh",))
+    settings = SearchSettings(seed=0)
+    model, label, _ = classify.dense_baseline(train, settings)
+    # every start: the search's fitter and settings, its stratified split, one indicator per class
+    assert len(seen) == classify.RESTARTS and all(s[3] is settings for s in seen)
+    assert {(s[0], s[1], s[2]) for s in seen} == {(train.n_rows - round(0.2 * train.n_rows), round(0.2 * train.n_rows),
+                                                    3)}
+    assert model.classes == train.classes and label == "4 tanh"
