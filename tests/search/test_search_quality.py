@@ -202,4 +202,5 @@ def test_each_reference_shape_is_one_candidate_the_best_of_its_restarts(tiny) ->
     # the candidates are compiled (dead neurons go), so widths may shrink; depth and activation stay
     dense = [(c.depth, m.hidden[0].activations[0])
              for c, m in zip(result.candidates, result.candidate_models) if c.origin == "dense"]
-    assert sorted(dense) == sorted([(1, "tanh"), (2, "tanh"), (1, "relu"), (2, "relu"), (1, "tanh")])
+    assert sorted(dense) == sorted([(1, "tanh"), (2, "tanh"), (3, "tanh"), (1, "relu"), (2, "relu"), (3, "relu"),
+                                    (1, "tanh")])
