@@ -69,7 +69,7 @@ def _figures(model: Any, test: Any, wall_s: float) -> dict[str, Any]:
 
 def dense_baseline(train: Any, settings: Any) -> tuple[Any, str, float]:
     """The best dense network of the sweep on validation, fitted and calibrated as the search does."""
-    from swat_edge.model import random_model
+    from swat_edge.model import forward, random_model
     from swat_edge.search.classify import indicator_dataset, to_classifier
     from swat_edge.search.run import fit_candidate, split_and_scale
 
@@ -90,18 +90,12 @@ def dense_baseline(train: Any, settings: Any) -> tuple[Any, str, float]:
                     start = random_model(widths, activations=activation, per_layer=True, seed=settings.seed + restart,
                                          normalization=False).replace(**fields)
                     model = fit_candidate(start, x_tr, y_tr, x_val, y_val, settings)[0]
-                    val = float(np.mean(((_forward(model, x_val) - y_val) * prep.y_scale) ** 2))
+                    val = float(np.mean(((forward(model, x_val) - y_val) * prep.y_scale) ** 2))
                     if best is None or val < best[0]:
                         best = (val, model, f"{'-'.join(map(str, widths[1:-1]))} {activation}")
     assert best is not None
     classifier = to_classifier(best[1], x_tr, labels[prep.train], train.classes, settings.seed)
     return classifier, best[2], time.perf_counter() - t0
-
-
-def _forward(model: Any, x: np.ndarray) -> np.ndarray:
-    from swat_edge.model import forward
-
-    return forward(model, x)
 
 
 def logistic_reference(train: Any, test: Any) -> dict[str, Any]:

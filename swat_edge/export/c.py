@@ -536,7 +536,7 @@ def _shifted_inputs(input_shift: Sequence[float], read: set[int], double_input: 
     """Statements that prepare the raw inputs, and the name format of the prepared inputs: a missing input gets
     its fill value (input_fill), each shifted input's c is subtracted (exact in float32); with double_input
     (`in` is double) every input read is converted to float, after its shift in double."""
-    fills = [float(input_fill[i]) if input_fill else math.nan for i in range(len(input_shift) or max(read, default=-1) + 1)]
+    fills = [float(v) for v in input_fill] if input_fill else [math.nan] * len(input_shift)
     filled = [i for i in sorted(read) if not math.isnan(fills[i])]
     lines = ["    /* missing inputs (NaN) get their training median */"] if filled else []
     if double_input:

@@ -40,6 +40,7 @@ __all__ = [
     "session_options",
     "run_onnx",
     "input_dtype",
+    "graph_input_dtype",
     "check_onnx",
     "verify_onnx",
 ]
@@ -269,9 +270,7 @@ def _torch_blocked() -> Iterator[None]:
 
 def _simplify(proto: onnx.ModelProto, model: SparseMLP) -> tuple[onnx.ModelProto, str]:
     """Run onnxsim; returns (model, "onnxsim") or (the input, "onnxsim-unvalidated") if it could not check."""
-    double = proto.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE
-    rows = np.ascontiguousarray(sample_inputs(model, _SIMPLIFY_CHECK_ROWS, seed=0),
-                                dtype=np.float64 if double else np.float32)
+    rows = np.ascontiguousarray(sample_inputs(model, _SIMPLIFY_CHECK_ROWS, seed=0), dtype=graph_input_dtype(proto))
     with _torch_blocked():
         try:
             import onnxsim
@@ -292,10 +291,10 @@ def _simplify(proto: onnx.ModelProto, model: SparseMLP) -> tuple[onnx.ModelProto
     return simplified, "onnxsim"
 
 
-def _input_type(proto: onnx.ModelProto) -> str:
-    """"float32" or "float64": what the graph's input rows must be."""
-    elem = proto.graph.input[0].type.tensor_type.elem_type
-    return "float64" if elem == TensorProto.DOUBLE else "float32"
+def graph_input_dtype(proto: onnx.ModelProto) -> type:
+    """numpy dtype of the rows a graph takes: float64 for a double input (wide_inputs), else float32."""
+    double = bool(proto.graph.input) and proto.graph.input[0].type.tensor_type.elem_type == TensorProto.DOUBLE
+    return np.float64 if double else np.float32
 
 
 def input_dtype(session_or_type: Any) -> type:
@@ -319,7 +318,7 @@ def _set_metadata(proto: onnx.ModelProto, model: SparseMLP, export_style: str, s
         "target_names": json.dumps(list(model.target_names)),
         "n_inputs": str(model.n_inputs),
         "n_outputs": str(model.n_outputs),
-        "input_type": _input_type(proto),
+        "input_type": np.dtype(graph_input_dtype(proto)).name,
         "classes": json.dumps(list(model.classes)),
     }
     del proto.metadata_props[:]

@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 
 from ..errors import DataError, ToolchainError, UsageError
-from .onnx import INPUT_NAME, run_onnx
+from .onnx import INPUT_NAME, graph_input_dtype, run_onnx
 
 __all__ = [
     "DriftReport",
@@ -119,8 +119,7 @@ def check_rows(
         raise DataError(
             source, f"{what} in column index {c}; rows must be finite (drop or impute them)", row=r, column=name
         )
-    double = onnx_model.graph.input and onnx_model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
-    return np.ascontiguousarray(x, dtype=np.float64 if double else np.float32)
+    return np.ascontiguousarray(x, dtype=graph_input_dtype(onnx_model))
 
 
 def _rows_reader(x: np.ndarray, input_name: str):

@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..errors import InputError, ModelFileError, ToolchainError
-from ..export.onnx import session_options
+from ..export.onnx import input_dtype, session_options
 from .summary import summarize_onnx
 
 __all__ = [
@@ -379,9 +379,6 @@ def make_session(
         raise ModelFileError(f"{where}: onnxruntime cannot load it ({first})") from None
 
 
-_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
-
-
 def _input_spec(sess: ort.InferenceSession, source: str) -> tuple[str, int, int | None, type]:
     """-> (input name, width, fixed batch size or None, numpy dtype). The benchmark feeds one (batch, width)
     input of float32 rows, or float64 for a model that takes wide inputs such as timestamps."""
@@ -390,7 +387,7 @@ def _input_spec(sess: ort.InferenceSession, source: str) -> tuple[str, int, int 
         names = ", ".join(i.name for i in inputs)
         raise InputError(f"{source}: has {len(inputs)} inputs ({names}); bench measures models with one input")
     inp = inputs[0]
-    if inp.type not in _INPUT_DTYPES:
+    if inp.type not in ("tensor(float)", "tensor(double)"):
         raise InputError(f"{source}: input {inp.name!r} is {inp.type}; bench feeds float32 or float64 rows "
                          "(tensor(float), tensor(double))")
     shape = list(inp.shape)
@@ -399,7 +396,7 @@ def _input_spec(sess: ort.InferenceSession, source: str) -> tuple[str, int, int 
             f"{source}: input {inp.name!r} has shape {shape}; bench needs (batch, n_inputs) with a fixed n_inputs"
         )
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    return inp.name, int(shape[1]), batch, _INPUT_DTYPES[inp.type]
+    return inp.name, int(shape[1]), batch, input_dtype(inp)
 
 
 def _make_call(
