@@ -15,9 +15,11 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..compile import PIPELINE, PIPELINE_INT8
 from ..data import Dataset, holdout_split, minmax_scaling
@@ -656,9 +658,15 @@ def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
         pool += _single_activation_variants(problem, pool)
     if problem.budgets.any:
         pool += _projected_near_miss(problem, run)
+    return pool
+
+
+def _reference_pool(problem: _Problem) -> list[_PoolEntry]:
+    """The candidates from outside the latent space (the linear model, then the dense references): they do not
+    depend on the latent search, so they can be fitted while it runs."""
     linear = _linear_entry(problem)
     family = getattr(problem.embedding, "module", problem.embedding).config.family
-    return pool + ([linear] if linear is not None else []) + _dense_entries(problem, family)
+    return ([linear] if linear is not None else []) + _dense_entries(problem, family)
 
 
 def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
@@ -894,12 +902,17 @@ def run_search(
     embedding_name: str = "",
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     stage: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> SearchResult:
     """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring). A
     classification data set is searched on class indicators (search/classify.py) split by class, and every
-    fitted network becomes a classifier outputting logits, with its figures per split."""
+    fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
+    reference networks in jobs - 1 background threads while the latent search runs (the same model for any
+    number)."""
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give 1 or more")
     options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,
-                   embedding_name=embedding_name, progress=progress, stage=stage)
+                   embedding_name=embedding_name, progress=progress, stage=stage, jobs=jobs)
     if not dataset.is_classification:
         return _search(dataset, test=test, **options)
     labels = dataset.y[:, 0].astype(int)
@@ -940,6 +953,7 @@ def _search(
     embedding_name: str,
     progress: Callable[[int, int, dict[str, Any]], None] | None,
     stage: Callable[[str], None] | None,
+    jobs: int = 1,
     strata: np.ndarray | None = None,
 ) -> SearchResult:
     """run_search on a regression data set (class indicators for a classification one)."""
@@ -950,27 +964,35 @@ def _search(
         raise InputError(f"{test.path}: {test.x.shape[1]} features, the training data has {dataset.x.shape[1]}")
     problem = _prepare_problem(dataset, embedding, target, budgets, settings, strata)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    run = _search_latents(problem, progress)
-    timings["search_s"] = time.perf_counter() - t0
-    history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
+    cross_validation = uses_cross_validation(settings, dataset.n_rows)
+    fit_entry = functools.partial(_cross_validated_entry if cross_validation else _fine_tune_entry, problem)
     split_rows = {"train": len(problem.prep.train), "validation": len(problem.prep.val),
                   "test": 0 if test is None else test.n_rows}
-
+    references = _reference_pool(problem)
     t0 = time.perf_counter()
-    pool = _fine_tune_pool(problem, run)
-    if not pool:
-        return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
-    cross_validation = uses_cross_validation(settings, dataset.n_rows)
-    if stage is not None:
-        stage(_finetune_stage_message(pool, settings, len(problem.x_train),
-                                      dataset.n_rows if cross_validation else None))
-    fit_entry = _cross_validated_entry if cross_validation else _fine_tune_entry
-    trials = _best_restarts([fit_entry(problem, entry) for entry in pool])
+    # The references are fitted by background threads while the latent search (torch) runs, the searched networks
+    # by this thread once it is done; every fit is independent and single-threaded in BLAS (held for the whole
+    # section: threadpoolctl's limit is process-wide), so the trials are the same for any number of jobs.
+    with threadpool_limits(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
+        fitting = [background.submit(fit_entry, entry) for entry in references] if jobs > 1 else []
+        run = _search_latents(problem, progress)
+        timings["search_s"] = time.perf_counter() - t0
+        history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
+        searched = _fine_tune_pool(problem, run)
+        pool = searched + references
+        if not pool:
+            return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
+        if stage is not None:
+            stage(_finetune_stage_message(pool, settings, len(problem.x_train),
+                                          dataset.n_rows if cross_validation else None))
+        trials = [fit_entry(entry) for entry in (pool if jobs == 1 else searched)]
+        trials += [future.result() for future in fitting]
+    trials = _best_restarts(trials)
     best_trial = choose(trials, settings)
     final = best_trial.tuned
     latent_model = _latent_only(problem, trials, best_trial)
-    timings["fine_tune_s"] = time.perf_counter() - t0
+    timings["fine_tune_s"] = time.perf_counter() - t0 - timings["search_s"]
 
     front = pareto_front([(t.val_mse, t.entry.exact.latency_us[0], t.entry.exact.model_bytes) for t in trials])
     candidates = tuple(

@@ -172,8 +172,11 @@ def test_mixed_layers_are_also_fine_tuned_projected_onto_one_activation(tiny):
 def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     data = _dataset(seed=2)
     first = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
-    second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
+    # references fitted by background threads while the latent search runs: every candidate is the same
+    second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, jobs=3)
     assert model_to_bytes(first.model) == model_to_bytes(second.model)
+    assert [model_to_bytes(m) for m in first.candidate_models] == [model_to_bytes(m) for m in second.candidate_models]
+    assert [c.origin for c in first.candidates] == [c.origin for c in second.candidates]
     other = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=dataclasses.replace(FAST, seed=1))
     assert model_to_bytes(other.model) != model_to_bytes(first.model)
 
