@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -70,16 +71,38 @@ def calibrate_command(
     rounds: Optional[int] = typer.Option(None, "--rounds", min=3, help="Interleaved timing rounds (default 40)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the probe networks and the timing order."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out."),
+    emulate: bool = typer.Option(False, "--emulate", help="Microcontrollers: fit --target's cost model to emulated cycle counts of generated C (arm-none-eabi-gcc and the mcu extra) instead of timing onnxruntime here."),
+    target: Optional[str] = typer.Option(None, "--target", help="With --emulate: the microcontroller profile to re-derive (e.g. cortex-m4)."),
+    networks: int = typer.Option(100, "--networks", min=8, help="With --emulate: random networks to fit (200 more check the fit)."),
 ) -> int:
-    """Time probe networks with onnxruntime here, fit the cost model, write a `measured` target profile."""
+    """Time probe networks with onnxruntime here, fit the cost model, write a `measured` target profile
+    (--emulate: an `emulated` profile of a microcontroller)."""
     from .measure.calibrate import DEFAULT_ROUNDS, calibrate, profile_name_for, write_profile
 
+    if emulate != (target is not None):
+        raise UsageError("--emulate and --target go together: swat-edge calibrate --emulate --target cortex-m4 "
+                         "--out targets/cortex-m4.toml")
     target_name = profile_name_for(out, name=name, force=force)
+    if emulate:
+        return _calibrate_emulated(out, target, target_name, networks=networks, seed=seed, force=force)
     stderr.print("calibrating: exporting and timing probe networks with onnxruntime (about 30 s; keep the machine "
                  "idle)", markup=False)
     result = calibrate(name=target_name, rounds=rounds or DEFAULT_ROUNDS, seed=seed)
     write_profile(result, out, force=force)
     views.print_calibration(result, out)
+    return 0
+
+
+def _calibrate_emulated(out: Path, target: str, target_name: str, *, networks: int, seed: int, force: bool) -> int:
+    from .device.targets import load_target
+    from .measure.calibrate_mcu import DEFAULT_CHECK_NETWORKS, calibrate_emulated, write_emulated_profile
+
+    profile = load_target(target)
+    with views.count_progress("emulating", networks + DEFAULT_CHECK_NETWORKS) as report:
+        result = calibrate_emulated(profile, n_fit=networks, seed=seed, progress=report)
+    result = replace(result, profile=result.profile.replace(name=target_name))
+    write_emulated_profile(result, out, force=force)
+    views.print_emulated_calibration(result, out)
     return 0
 
 
@@ -183,7 +206,7 @@ def search_command(
     target_col: Optional[str] = typer.Option(None, "--target-col", help="Column to predict (default: the last column)."),
     features: Optional[str] = typer.Option(None, "--features", help="Input columns, comma separated (default: every other column)."),
     task: str = typer.Option("auto", "--task", help="regress, classify, or auto: classify a target of text labels, or of at most 10 integer values with 5+ rows each on average (said in the output)."),
-    inputs: str = typer.Option("select", "--inputs", help="More features than the embedding takes (8): select (forward selection) or project (partial least squares); the model takes all features either way."),
+    inputs: str = typer.Option("auto", "--inputs", help="More features than the embedding takes (8): select (forward selection), project (partial least squares), or auto: select for regression, project for classification; the model takes all features either way."),
     missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<timestamp>)."),
@@ -272,6 +295,30 @@ def _bench_c(model: Path, *, sizes: tuple[int, ...], runs: Optional[int], agains
     return 0
 
 
+def _bench_mcu(model: Path, target_name: str, reference: Optional[Path], *, json_out: Optional[Path],
+               force: bool) -> int:
+    """`bench model.c --target MCU`: mcu.emulate_c, with the cost model's prediction beside it when the model is
+    given."""
+    from .console import write_json
+    from .device.cost import estimate
+    from .device.targets import load_target
+    from .export.c import read_c
+    from .measure.gate import check_bench_outputs
+    from .measure.mcu import emulate_c
+    from .model import load_model
+
+    profile = load_target(target_name)
+    csrc = read_c(model)
+    check_bench_outputs(json_out, None, force=force)
+    sparse = load_model(reference) if reference is not None else None
+    result = emulate_c(csrc, profile, reference=sparse)
+    predicted = estimate(sparse, profile).latency_us[0] if sparse is not None else None
+    views.print_bench_mcu(result, model, csrc, profile, predicted)
+    if json_out is not None:
+        write_json(json_out, {**result.to_json(), "predicted_latency_us": predicted}, force=force)
+    return 0
+
+
 @app.command("bench")
 def bench_command(
     model: Path = typer.Argument(..., metavar="MODEL", help="The .onnx model to time (candidate B with --against)."),
@@ -286,6 +333,8 @@ def bench_command(
     github_json: Optional[Path] = typer.Option(None, "--github-json", help="Write github-action-benchmark entries."),
     io_binding: bool = typer.Option(True, "--io-binding/--no-io-binding", help="Bind inputs/outputs once (default)."),
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory in a fresh process."),
+    target: Optional[str] = typer.Option(None, "--target", help="model.c only: build it for this microcontroller profile (e.g. cortex-m4) with arm-none-eabi-gcc and count its cycles, flash and RAM in an emulator."),
+    reference: Optional[Path] = typer.Option(None, "--model", help="With --target: the model the C was generated from (its calibration rows are emulated and its forward pass checks the outputs)."),
 ) -> int:
     """Time an ONNX model on this machine; optionally gate it against a baseline or another model."""
     from .console import write_json
@@ -293,6 +342,12 @@ def bench_command(
 
     sizes = tuple(batch) if batch else (1,)
     # Every check that needs no timing runs first, so a wrong flag fails in milliseconds.
+    if target is not None or reference is not None:
+        if model.suffix.lower() != ".c" or target is None:
+            raise UsageError("--target (and --model) emulate generated C on a microcontroller: "
+                             "swat-edge bench model.c --target cortex-m4 [--model model.safetensors]")
+        gate.refuse_gate_for_c(baseline=baseline, max_regression=max_regression, github_json=github_json)
+        return _bench_mcu(model, target, reference, json_out=json_out, force=force)
     if model.suffix.lower() == ".c":
         gate.refuse_gate_for_c(baseline=baseline, max_regression=max_regression, github_json=github_json)
         return _bench_c(model, sizes=sizes, runs=runs, against=against, threads=threads, io_binding=io_binding,

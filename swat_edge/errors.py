@@ -96,8 +96,8 @@ class UnstableTimingError(SwatError):
 
 
 class MissingExtraError(SwatError, ImportError):
-    def __init__(self, feature: str) -> None:
-        super().__init__(f"{feature} needs torch: pip install 'swat-edge[search]'")
+    def __init__(self, feature: str, *, package: str = "torch", extra: str = "search") -> None:
+        super().__init__(f"{feature} needs {package}: pip install 'swat-edge[{extra}]'")
 
 
 class SwatWarning(UserWarning):

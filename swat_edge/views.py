@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .measure.bench import BenchResult, PairResult
     from .measure.bench_c import CBenchResult, CPairResult
     from .measure.calibrate import CalibrationResult
+    from .measure.calibrate_mcu import EmulatedCalibration
+    from .measure.mcu import McuResult
     from .measure.summary import ModelSummary, OnnxSummary
     from .model import SparseMLP
     from .runs.folder import RunFiles
@@ -83,6 +85,40 @@ def print_calibration(result: CalibrationResult, out: Path) -> None:
     _say(f"fit: relative RMS error {result.fit_rmspe:.1%} over {len(result.measurements)} timings "
          f"({result.rounds} rounds, {result.duration_s:.0f} s); Gemm column block {profile.runtime.gemm_column_block}")
     _say(f"wrote {out} (target {profile.name!r}, measured)")
+
+
+@contextmanager
+def count_progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for a library call that reports (done, total); stopped on exit."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=stderr)
+    task = bar.add_task(label, total=total)
+
+    def report(done: int, of: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=of)
+
+    try:
+        yield report
+    finally:
+        bar.stop()
+
+
+def print_emulated_calibration(result: EmulatedCalibration, out: Path) -> None:
+    profile = result.profile
+    print_table(None, ["term", "coefficient"],
+                [(term, f"{value:.4g}") for term, value in vars(profile.cost).items() if value])
+    errors = [abs(n.relative_error) for n in result.checked]
+    _say(f"fit: relative RMS error {result.fit_rmspe:.1%} over {len(result.fitted)} emulated networks; on "
+         f"{len(result.checked)} other networks {result.within_share:.0%} within +-10% (median error "
+         f"{sorted(errors)[len(errors) // 2]:.1%}, worst {max(errors):.1%}); flash bytes {result.size_within_share:.0%} "
+         "within +-10%")
+    if profile.code_size is not None:
+        _say("flash bytes: " + ", ".join(f"{k} {v:.4g}" for k, v in vars(profile.code_size).items()))
+    _say(f"wrote {out} (target {profile.name!r}, emulated)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -325,6 +361,36 @@ def print_bench_c(result: CBenchResult, model: Path, csrc: CSource) -> None:
     stdout.print(f"{model.name}: {csrc.prefix}_predict (batch > 1: {csrc.prefix}_predict_batch), {_c_what(csrc)}; "
                  f"built with {result.settings.compiler} {' '.join(result.settings.cflags)}; a sample is the mean of "
                  "back-to-back calls, each waiting for the previous output (latency)", markup=False, soft_wrap=True)
+
+
+def print_bench_mcu(result: McuResult, model: Path, csrc: CSource, target: TargetProfile,
+                    predicted_us: float | None) -> None:
+    cycles = result.cycles
+    stdout.print(f"{model.name} on {target.name} ({target.hardware.cpu} @ {result.clock_mhz:g} MHz, "
+                 f"{result.flash_wait_states} flash wait states), emulated: built with {result.compiler} "
+                 f"{result.cflags}; {result.rows_source}", markup=False, soft_wrap=True)
+    print_table(
+        None,
+        ["cycles/inference p50", "min", "max", "us at clock", "instructions", "flash stalls", "flash B",
+         "model code+const B", "static RAM B", "stack B"],
+        [(f"{result.median_cycles:,.0f}", f"{min(cycles):,}", f"{max(cycles):,}", f"{result.latency_us:.2f}",
+          f"{result.instructions_per_inference:,.0f}", f"{result.fetch_stall_cycles:,.0f}", f"{result.flash_bytes:,}",
+          f"{result.model_object_bytes:,}", f"{result.static_ram_bytes:,}", f"{result.stack_bytes:,}")],
+    )
+    print_table(
+        "executed per inference (mean over rows; cycles before flash stalls)",
+        ["class", "instructions", "cycles"],
+        [(k, f"{v:,.1f}", f"{result.cycles_by_class[k]:,.1f}") for k, v in
+         sorted(result.by_class.items(), key=lambda kv: -result.cycles_by_class[kv[0]])],
+    )
+    stdout.print(f"outputs checked against {result.reference}: max abs error {result.max_abs_error:.3g}; "
+                 "flash: what the model adds to the image (its code and constants, libm); cycles: the core's "
+                 "timing table and a flash wait-state model over the emulated instructions (swat_edge/measure/mcu.py)",
+                 markup=False, soft_wrap=True)
+    if predicted_us is not None:
+        stdout.print(f"the {target.name} profile's cost model predicts {predicted_us:.2f} us "
+                     f"({predicted_us / result.latency_us:.2f}x the emulated figure; profile "
+                     f"{target.provenance.kind})", markup=False, soft_wrap=True)
 
 
 def print_bench_c_pair(result: CPairResult, model: Path, csrc: CSource, against: Path, threads: int, method: str) -> None:

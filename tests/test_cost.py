@@ -285,7 +285,7 @@ def test_numpy_and_torch_faces_agree_on_hard_networks(dtype):
                 soft = estimate_soft(hidden, n_inputs=model.n_inputs, n_outputs=model.n_outputs, target=profile,
                                      dtype=dtype, batch_size=batch, output_nonzero=output_nonzero, **affine)
                 assert float(soft.latency_us) == pytest.approx(hard.latency_us[0], rel=1e-12)
-                assert float(soft.model_bytes) == pytest.approx(hard.model_bytes, rel=1e-12)
+                assert float(soft.model_bytes) == pytest.approx(hard.model_bytes, abs=0.5)  # the estimate rounds to bytes
                 assert float(soft.peak_activation_bytes) == pytest.approx(hard.peak_activation_bytes[0], rel=1e-12)
                 assert isinstance(soft.latency_us, torch.Tensor)
 

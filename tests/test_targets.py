@@ -5,6 +5,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomllib
 from clirun import run_cli
@@ -23,7 +24,7 @@ from swat_edge.errors import MissingFileError, TargetProfileError, UnknownTarget
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_FILES = sorted((REPO / "targets").glob("*.toml"))
-REQUIRED = ("raspi4", "raspi5", "jetson-nano", "x86-avx2", "x86-avx512-vnni", "cortex-m4", "host")
+REQUIRED = ("raspi4", "raspi5", "jetson-nano", "x86-avx2", "x86-avx512-vnni", "cortex-m4", "cortex-m0plus", "host")
 
 
 
@@ -75,6 +76,10 @@ def test_estimated_profiles_explain_their_derivation(path: Path):
         comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
         assert len(comments) >= 5, "an estimated profile derives its coefficients in comments"
         assert "ESTIMATED" in text or "estimated" in text.lower()
+    elif profile.provenance.kind == "emulated":  # the command that derived it, and its fit
+        p = profile.provenance
+        assert p.date and p.fit_rmspe is not None and p.measurements and profile.mcu is not None
+        assert f"calibrate --emulate --target {profile.name}" in text and "calibrate --emulate" in p.method
     else:
         p = profile.provenance
         assert p.date and p.machine and p.fit_rmspe is not None and p.measurements
@@ -83,8 +88,9 @@ def test_estimated_profiles_explain_their_derivation(path: Path):
 def test_host_is_measured_and_the_others_estimated():
     assert load_target("host").provenance.kind == "measured"
     for name in REQUIRED:
-        if name != "host":
-            assert load_target(name).provenance.kind == "estimated", name
+        if name != "host":  # microcontrollers are derived by emulation, the rest from public specifications
+            expected = "emulated" if load_target(name).mcu is not None else "estimated"
+            assert load_target(name).provenance.kind == expected, name
 
 
 def test_int8_only_where_the_target_has_a_fast_path():
@@ -93,6 +99,31 @@ def test_int8_only_where_the_target_has_a_fast_path():
     assert load_target("jetson-nano").int8_policy == "never"
     assert load_target("raspi5").hardware.int8_fast_path == "dotprod"
     assert load_target("raspi5").int8_policy == "when_faster"
+
+
+def test_a_code_size_model_belongs_to_generated_c(tmp_path):
+    text = (REPO / "targets" / "raspi4.toml").read_text(encoding="utf-8") + (
+        "\n[code_size]\ncall_bytes = 1.0\nmac_bytes = 20.0\noutput_bytes = 10.0\nlibm_call_bytes = 0.0\n"
+        "libm_bytes = 1000.0\n")
+    with pytest.raises(TargetProfileError, match=r"code_size.*generated C"):
+        profile_from_toml(text, source="x.toml")
+
+
+def test_size_budgets_count_flash_bytes_of_generated_c_on_a_microcontroller():
+    from swat_edge.device.cost import estimate
+    from swat_edge.model import random_model
+
+    m4 = load_target("cortex-m4")
+    relu = random_model((2, 6, 1), activations="relu", seed=0, normalization=False)
+    tanh = random_model((2, 6, 1), activations="tanh", seed=0, normalization=False)
+    size = m4.code_size
+    macs = sum(int(np.count_nonzero(layer.weight)) for layer in relu.layers)
+    expected = size.call_bytes + size.mac_bytes * macs + size.output_bytes * 7
+    assert estimate(relu, m4, compile=False).model_bytes == round(expected)
+    # tanh pulls in libm once, plus a call per neuron
+    assert estimate(tanh, m4, compile=False).model_bytes == round(
+        expected + size.libm_bytes + 6 * size.libm_call_bytes)
+    assert estimate(relu, "raspi4", compile=False).model_bytes == 4 * (macs + 7)  # weights and biases
 
 
 def test_cortex_m4_is_generated_code_without_a_runtime():
@@ -108,7 +139,7 @@ def test_cortex_m4_is_generated_code_without_a_runtime():
 
 
 def test_unknown_target_lists_the_available_ones():
-    with pytest.raises(UnknownTargetError, match=r"unknown target 'raspi9'; available: cortex-m4, host, ") as exc:
+    with pytest.raises(UnknownTargetError, match=r"unknown target 'raspi9'; available: cortex-m0plus, cortex-m4, host, ") as exc:
         load_target("raspi9")
     assert set(REQUIRED) <= set(exc.value.available)
     assert isinstance(exc.value, LookupError)
@@ -241,7 +272,7 @@ def test_cli_unknown_target_is_one_line_exit_2(capsys):
     code, out, err = run_cli(["targets", "show", "raspi9"], capsys)
     assert code == 2 and out == ""
     assert err.count("\n") == 1
-    assert err.startswith("error: unknown target 'raspi9'; available: cortex-m4, host, jetson-nano")
+    assert err.startswith("error: unknown target 'raspi9'; available: cortex-m0plus, cortex-m4, host, jetson-nano")
 
 
 def test_cli_malformed_profile_is_one_line_exit_1(tmp_path, capsys, raspi4_text):

@@ -53,6 +53,7 @@ __all__ = [
     "count_model",
     "affine_nodes",
     "count_for",
+    "deployed_bytes",
     "latency_us",
     "terms_us",
     "feature_vector",
@@ -74,7 +75,8 @@ _IDENTITY = ACTIVATIONS.index("identity")
 _NON_IDENTITY = [ACTIVATIONS.index(a) for a in ACTIVATION_TERMS]
 _RELU = ACTIVATIONS.index("relu")
 # (coefficient, Counts field): paid once per call, and paid per batch row.
-PER_CALL_TERMS: tuple[tuple[str, str | None], ...] = (("call_us", None), ("node_us", "nodes"), ("slice_us", "slices"))
+PER_CALL_TERMS: tuple[tuple[str, str | None], ...] = (("call_us", None), ("node_us", "nodes"), ("slice_us", "slices"),
+                                                      ("libm_us", "libm_used"))
 PER_ROW_TERMS: tuple[tuple[str, str], ...] = (
     ("gemm_row_ns", "gemm_rows"),
     ("qgemm_row_ns", "qgemm_rows"),
@@ -130,6 +132,7 @@ class Counts:
     widths: tuple[Any, ...]  # inputs read, hidden widths (expected), outputs
     weight_bytes: Any  # weights and biases as deployed
     peak_elements: Any  # most activation elements alive at once, per row
+    libm_used: Any = 0.0  # 1 when any tanh or sigmoid runs (soft: min(expected count, 1))
 
     def as_floats(self) -> "Counts":
         """The same counts as Python floats (for reports of a soft estimate)."""
@@ -270,7 +273,8 @@ def network_counts(
     c["weight_bytes"] = c["weight_bytes"] + 4 * (out_weights + n_outputs)
     peaks.append(prev_width + n_outputs)
     widths.append(n_outputs)
-    return Counts(widths=tuple(widths), peak_elements=max(peaks), **c)
+    return Counts(widths=tuple(widths), peak_elements=max(peaks), libm_used=_at_most_one(c["tanh"] + c["sigmoid"]),
+                  **c)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -361,6 +365,23 @@ def count_model(
     return counts.as_floats()
 
 
+def _at_most_one(value: Any) -> Any:
+    """min(value, 1) for a float or a torch tensor (a soft count of neurons -> a soft 'any is used')."""
+    return value.clamp(max=1.0) if hasattr(value, "clamp") else min(value, 1.0)
+
+
+def deployed_bytes(counts: Counts, profile: TargetProfile) -> Any:
+    """What a size budget counts: on a profile with a [code_size] model (generated C) the flash bytes of the code
+    and constants, libm included; else the weights and biases as deployed. Generic over floats and tensors."""
+    size = profile.code_size
+    if size is None:
+        return counts.weight_bytes
+    libm_neurons = counts.tanh + counts.sigmoid
+    return (size.call_bytes + size.mac_bytes * (counts.macs_fp32 + counts.macs_int8)
+            + size.output_bytes * counts.gemm_outputs + size.libm_call_bytes * libm_neurons
+            + size.libm_bytes * _at_most_one(libm_neurons))
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Predicted cost of one network on one target (a prediction: compare with `swat-edge bench`)."""
@@ -371,7 +392,9 @@ class Estimate:
     batch_sizes: tuple[int, ...]
     latency_us: tuple[float, ...]  # per batch size: one call of that many rows
     peak_activation_bytes: tuple[int, ...]  # per batch size
-    model_bytes: int  # weights and biases in `dtype` as deployed (int8: last layer float32)
+    # what a size budget counts (deployed_bytes): weights and biases in `dtype` as deployed (int8: last layer
+    # float32), or on a target with a [code_size] model the generated code's flash bytes
+    model_bytes: int
     model_bytes_fp32: int
     model_bytes_int8: int
     nodes: int
@@ -449,9 +472,9 @@ def estimate_counts(
         batch_sizes=sizes,
         latency_us=tuple(float(latency_us(counts, profile.cost, b)) for b in sizes),
         peak_activation_bytes=tuple(int(round(ACTIVATION_BYTES * b * counts.peak_elements)) for b in sizes),
-        model_bytes=int(round(counts.weight_bytes)),
-        model_bytes_fp32=int(round(counts_by_dtype["fp32"].weight_bytes)),
-        model_bytes_int8=int(round(counts_by_dtype["int8"].weight_bytes)),
+        model_bytes=int(round(deployed_bytes(counts, profile))),
+        model_bytes_fp32=int(round(deployed_bytes(counts_by_dtype["fp32"], profile))),
+        model_bytes_int8=int(round(deployed_bytes(counts_by_dtype["int8"], profile))),
         nodes=int(round(counts.nodes)),
         terms_us={k: float(v) for k, v in terms_us(counts, profile.cost, 1).items()},
     )

@@ -26,6 +26,8 @@ __all__ = [
     "Runtime",
     "CostCoefficients",
     "Provenance",
+    "Mcu",
+    "CodeSize",
     "TargetProfile",
     "builtin_targets_dir",
     "list_targets",
@@ -44,7 +46,9 @@ INT8_POLICIES: tuple[str, ...] = ("never", "when_faster", "always")
 # How the target runs int8 dot products: none (widening multiplies, often slower than fp32), dotprod (ARMv8.2
 # SDOT/UDOT), vnni (x86 AVX-512/AVX VNNI), u8s8 (x86 AVX2 VPMADDUBSW, 16-bit saturation risk), cmsis-nn (MCU).
 INT8_FAST_PATHS: tuple[str, ...] = ("none", "dotprod", "vnni", "u8s8", "cmsis-nn")
-PROVENANCE_KINDS: tuple[str, ...] = ("measured", "estimated")
+# measured: timed on the device by `calibrate`; emulated: fitted to cycle counts of generated C in an instruction
+# set emulator (`calibrate --emulate`, microcontrollers); estimated: derived from public specifications.
+PROVENANCE_KINDS: tuple[str, ...] = ("measured", "emulated", "estimated")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class CostCoefficients:
     leaky_relu_ns: float
     tanh_ns: float
     sigmoid_ns: float
+    # once per call when any tanh or sigmoid runs: on a microcontroller libm's tanhf is fetched from flash once
+    # and then runs from the instruction cache (0 where a profile does not name it)
+    libm_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,31 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class Mcu:
+    """How a microcontroller target's generated C is built and emulated (`swat-edge bench model.c --target`)."""
+
+    core: str  # timing table and emulated CPU (swat_edge.measure.mcu.CORES), e.g. "cortex-m4"
+    gcc_flags: str  # arm-none-eabi-gcc's code generation flags, e.g. "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard"
+    flash_wait_states: int  # at the profile's clock (STM32L4 at 80 MHz: 4)
+    flash_line_bytes: int = 8  # bytes one flash read delivers (STM32: 64-bit lines)
+    icache_bytes: int = 0  # instruction cache in front of flash (STM32L4's ART accelerator: 1 KB)
+    dcache_bytes: int = 0  # cache for constants read from flash (STM32L4: 256 bytes)
+
+
+@dataclass(frozen=True)
+class CodeSize:
+    """Flash bytes of the generated C (code and constants, libm included) as the size budget counts them:
+    call_bytes + mac_bytes x multiply-adds + output_bytes x neuron outputs + libm_call_bytes x tanh/sigmoid
+    neurons + libm_bytes once when any is used. Fitted by `calibrate --emulate` from linked images."""
+
+    call_bytes: float
+    mac_bytes: float
+    output_bytes: float
+    libm_call_bytes: float
+    libm_bytes: float
+
+
+@dataclass(frozen=True)
 class TargetProfile:
     name: str
     description: str
@@ -121,6 +153,8 @@ class TargetProfile:
     cost: CostCoefficients
     provenance: Provenance
     schema_version: int = PROFILE_SCHEMA_VERSION
+    mcu: Mcu | None = None  # microcontrollers only: the optional [mcu] table
+    code_size: CodeSize | None = None  # generated C only: bytes are code + constants (else weights and biases)
     source: str | None = field(default=None, compare=False)  # file it was read from (not written to TOML)
 
     def replace(self, **changes: Any) -> "TargetProfile":
@@ -136,6 +170,7 @@ _SECTIONS: tuple[tuple[str, type], ...] = (
     ("cost", CostCoefficients),
     ("provenance", Provenance),
 )
+_OPTIONAL_SECTIONS: tuple[tuple[str, type], ...] = (("mcu", Mcu), ("code_size", CodeSize))
 _TOP_LEVEL = ("schema_version", "name", "description", "int8_policy")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "int8_policy": INT8_POLICIES,
@@ -148,6 +183,7 @@ _MIN_ONE = {
     "runtime.intra_op_threads",
     "runtime.inter_op_threads",
     "runtime.gemm_column_block",
+    "mcu.flash_line_bytes",
     "schema_version",
 }
 # The annotations are strings (from __future__ import annotations); these are the only ones used above.
@@ -225,7 +261,7 @@ def _read_table(where: str, data: Mapping[str, Any], prefix: str, cls: type) -> 
 
 def profile_from_dict(data: Mapping[str, Any], *, source: str = "<profile>") -> TargetProfile:
     """Check a parsed profile and build a TargetProfile; TargetProfileError names the file and the field."""
-    allowed = set(_TOP_LEVEL) | {name for name, _ in _SECTIONS}
+    allowed = set(_TOP_LEVEL) | {name for name, _ in _SECTIONS + _OPTIONAL_SECTIONS}
     for key in data:
         if key not in allowed:
             raise TargetProfileError(source, f"unknown field; known: {', '.join(sorted(allowed))}", key=key)
@@ -248,6 +284,11 @@ def profile_from_dict(data: Mapping[str, Any], *, source: str = "<profile>") -> 
         if not isinstance(table, dict):
             raise TargetProfileError(source, f"expected a [{name}] table, got {_type_name(table)}", key=name)
         sections[name] = _read_table(source, table, name, cls)
+    for name, cls in _OPTIONAL_SECTIONS:
+        table = data.get(name)
+        if table is not None and not isinstance(table, dict):
+            raise TargetProfileError(source, f"expected a [{name}] table, got {_type_name(table)}", key=name)
+        sections[name] = None if table is None else _read_table(source, table, name, cls)
     profile = TargetProfile(
         name=_check_value(source, "name", data["name"], str),
         description=_check_value(source, "description", data["description"], str),
@@ -257,15 +298,25 @@ def profile_from_dict(data: Mapping[str, Any], *, source: str = "<profile>") -> 
         cost=sections["cost"],
         provenance=sections["provenance"],
         schema_version=version,
+        mcu=sections["mcu"],
+        code_size=sections["code_size"],
         source=source,
     )
     if not profile.name.strip():
         raise TargetProfileError(source, "must not be empty", key="name")
     prov = profile.provenance
-    if prov.kind == "measured":
-        for key in ("date", "machine", "fit_rmspe", "measurements"):
+    if prov.kind in ("measured", "emulated"):
+        for key in ("date", "machine", "fit_rmspe", "measurements") if prov.kind == "measured" else (
+                "date", "fit_rmspe", "measurements"):
             if getattr(prov, key) is None:
-                raise TargetProfileError(source, "missing; a measured profile records it", key=f"provenance.{key}")
+                raise TargetProfileError(source, f"missing; a {prov.kind} profile records it",
+                                         key=f"provenance.{key}")
+    if profile.code_size is not None and profile.runtime.name != "none":
+        raise TargetProfileError(source, "a [code_size] model is for generated C (runtime.name = \"none\")",
+                                 key="code_size")
+    if prov.kind == "emulated" and profile.mcu is None:
+        raise TargetProfileError(source, "an emulated profile needs the [mcu] table it was emulated with",
+                                 key="provenance.kind")
     return profile
 
 
@@ -366,9 +417,10 @@ def _toml_value(value: Any) -> str:
 def profile_to_dict(profile: TargetProfile) -> dict[str, Any]:
     """The TOML-shaped dictionary of a profile (None fields left out, `source` not included)."""
     out: dict[str, Any] = {key: getattr(profile, key) for key in _TOP_LEVEL}
-    for name, _ in _SECTIONS:
-        section = dataclasses.asdict(getattr(profile, name))
-        out[name] = {k: v for k, v in section.items() if v is not None}
+    for name, _ in _SECTIONS + _OPTIONAL_SECTIONS:
+        value = getattr(profile, name)
+        if value is not None:
+            out[name] = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
     return out
 
 
@@ -378,7 +430,7 @@ def profile_to_toml(profile: TargetProfile, *, comments: Iterable[str] = ()) -> 
     data = profile_to_dict(profile)
     for key in _TOP_LEVEL:
         lines.append(f"{key} = {_toml_value(data[key])}")
-    for name, _ in _SECTIONS:
+    for name in (name for name, _ in _SECTIONS + _OPTIONAL_SECTIONS if name in data):
         lines.append("")
         lines.append(f"[{name}]")
         for key, value in data[name].items():
@@ -399,8 +451,9 @@ def _format_value(value: Any) -> str:
 def profile_rows(profile: TargetProfile) -> list[tuple[str, str]]:
     """(field, value) rows describing a profile for a table, fields as in the TOML ("cost.call_us")."""
     rows = [("name", profile.name), ("description", profile.description), ("int8_policy", profile.int8_policy)]
-    for name, _ in _SECTIONS:
-        for key, value in dataclasses.asdict(getattr(profile, name)).items():
+    for name, _ in _SECTIONS + _OPTIONAL_SECTIONS:
+        section = getattr(profile, name)
+        for key, value in (dataclasses.asdict(section) if section is not None else {}).items():
             if value is not None:
                 rows.append((f"{name}.{key}", _format_value(value)))
     return rows
@@ -414,5 +467,8 @@ def provenance_line(profile: TargetProfile) -> str:
         return (
             f"measured on {p.machine} at {p.date}: fit error (relative RMS) {fit} over {p.measurements} timings"
         )
+    if p.kind == "emulated":
+        return (f"emulated on {p.date}: fitted to cycle counts of generated C in an instruction-set emulator, "
+                f"relative RMS error {p.fit_rmspe:.1%} over {p.measurements} networks ({p.method})")
     where = f" (derivation in the comments of {profile.source})" if profile.source else ""
     return f"estimated from public specifications, not measured{where}; run swat-edge calibrate on the device to replace it"

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import torch
 
-from ..device.cost import ACTIVATION_BYTES, Counts, LayerQuantities, latency_us, model_quantities, network_counts
+from ..device.cost import (ACTIVATION_BYTES, Counts, LayerQuantities, deployed_bytes, latency_us, model_quantities,
+                           network_counts)
 from ..device.targets import TargetProfile, load_target
 from ..errors import UsageError
 from ..model import ACTIVATIONS, SparseMLP
@@ -90,7 +91,7 @@ def estimate_soft(
     )
     return SoftEstimate(
         latency_us=latency_us(counts, profile.cost, batch_size),
-        model_bytes=counts.weight_bytes,
+        model_bytes=deployed_bytes(counts, profile),
         peak_activation_bytes=ACTIVATION_BYTES * batch_size * counts.peak_elements,
         counts=counts,
     )
