@@ -54,6 +54,19 @@ def stratified_split(labels: np.ndarray, *, fraction: float, seed: int, min_rows
     return np.setdiff1d(np.arange(len(labels)), val_rows), val_rows
 
 
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """`folds` disjoint row sets covering every row, each class dealt round-robin over them in a seeded order
+    (continuing where the previous class stopped), so every fold holds about the same share of each class."""
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    at = 0
+    for k in np.unique(labels):
+        for row in rng.permutation(np.flatnonzero(labels == k)):
+            out[at % folds].append(int(row))
+            at += 1
+    return [np.sort(np.asarray(rows, dtype=np.int64)) for rows in out]
+
+
 def _logistic_map(f: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """(a, c) minimising the cross-entropy of the logits a f + c (sigmoid of the one logit for two classes, else
     softmax) plus a small ridge on a: a temperature and per-class offsets, by damped Newton steps on the exact

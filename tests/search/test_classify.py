@@ -15,7 +15,7 @@ from clirun import run_cli  # noqa: E402
 from swat_edge.data import load_dataset  # noqa: E402
 from swat_edge.errors import DataError  # noqa: E402
 from swat_edge.model import class_probabilities, forward, load_model, random_model  # noqa: E402
-from swat_edge.search.classify import class_figures, stratified_split, to_classifier  # noqa: E402
+from swat_edge.search.classify import class_figures, stratified_folds, stratified_split, to_classifier  # noqa: E402
 
 FAST = ["--steps", "40", "--starts", "3", "--no-measure"]
 
@@ -48,6 +48,15 @@ def test_the_split_holds_out_the_same_share_of_every_class():
     train, val = stratified_split(labels, fraction=0.2, seed=0, min_rows=4)
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
     assert np.bincount(labels[val]).tolist() == [16, 3, 1]
+
+
+def test_cross_validation_folds_hold_every_class_in_the_same_share():
+    labels = np.array([0] * 50 + [1] * 37 + [2] * 13)  # 100 rows, imbalanced
+    folds = stratified_folds(labels, 5, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(100))  # every row in exactly one fold
+    counts = np.array([[np.sum(labels[f] == k) for k in range(3)] for f in folds])
+    assert np.all(counts.max(axis=0) - counts.min(axis=0) <= 1)  # a class differs by at most one row per fold
+    assert [f.tolist() for f in folds] == [f.tolist() for f in stratified_folds(labels, 5, seed=0)]
 
 
 def test_the_classifier_is_the_indicator_model_with_a_folded_logistic_map():

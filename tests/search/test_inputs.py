@@ -96,5 +96,14 @@ def test_a_search_on_more_features_than_the_embedding_takes_gives_a_model_on_all
 
 
 def test_an_unknown_input_method_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="--inputs pca: use select or project"):
+    with pytest.raises(UsageError, match="--inputs pca: use auto, select or project"):
         SearchSettings(inputs="pca").check()
+
+
+def test_auto_inputs_select_for_regression_and_project_for_classification() -> None:
+    from swat_edge.search.run import input_method
+
+    assert SearchSettings().inputs == "auto"
+    assert input_method(SearchSettings(), classification=False) == "select"
+    assert input_method(SearchSettings(), classification=True) == "project"
+    assert input_method(SearchSettings(inputs="select"), classification=True) == "select"  # asked for: kept

@@ -210,7 +210,7 @@ def _bad_embedding(tmp_path):
 @pytest.mark.parametrize(
     "case, code, message",
     [
-        ("inputs", 2, r"--inputs pca: use select or project"),
+        ("inputs", 2, r"--inputs pca: use auto, select or project"),
         ("missing-policy", 2, r"--missing sometimes: use error, drop, median"),
         ("nan", 1, r"d.csv row 3, column 'b': empty cell or NaN; values must be finite"),
         ("text", 1, r"d.csv row 2, column 'a': 'abc' is not a number"),
