@@ -183,3 +183,22 @@ def test_cli_emulates_generated_c_and_refuses_what_it_cannot(tmp_path, capsys) -
     code, _, err = run_cli(["bench", tmp_path / "net.c", "--target", "cortex-m4", "--model",
                             tmp_path / "other.safetensors"], capsys)
     assert code == 2 and "generated from model" in err
+
+
+@needs_toolchain
+def test_calibrate_emulate_writes_an_emulated_profile_that_loads(tmp_path, capsys) -> None:
+    from swat_edge.measure.calibrate_mcu import C_TERMS, calibrate_emulated, write_emulated_profile
+
+    m4 = load_target("cortex-m4")
+    result = calibrate_emulated(m4, n_fit=len(C_TERMS), n_check=2, seed=1)
+    assert len(result.fitted) == len(C_TERMS) and len(result.checked) == 2
+    profile = result.profile
+    assert profile.provenance.kind == "emulated" and profile.mcu == m4.mcu and profile.code_size is not None
+    assert profile.cost.node_us == 0.0 and profile.cost.mac_fp32_ns > 0  # only the C terms are fitted
+    path = write_emulated_profile(result, tmp_path / "m4.toml", force=False)
+    again = load_target(path)
+    assert again.cost == profile.cost and again.code_size == profile.code_size
+    assert "calibrate --emulate --target cortex-m4" in path.read_text()
+    # the CLI refuses --emulate without a target, before any work
+    code, _, err = run_cli(["calibrate", "--emulate", "--out", tmp_path / "x.toml"], capsys)
+    assert code == 2 and "--emulate and --target go together" in err and not (tmp_path / "x.toml").exists()

@@ -69,12 +69,16 @@ class EmulatedCalibration:
     @property
     def within_share(self) -> float:
         """Share of the checked networks predicted within +-WITHIN of their emulated latency."""
-        return float(np.mean([abs(n.relative_error) <= WITHIN for n in self.checked])) if self.checked else 0.0
+        return _within([n.relative_error for n in self.checked])
 
     @property
     def size_within_share(self) -> float:
         """Share of the checked networks whose flash bytes are predicted within +-WITHIN."""
-        return float(np.mean([abs(n.size_error) <= WITHIN for n in self.checked])) if self.checked else 0.0
+        return _within([n.size_error for n in self.checked])
+
+
+def _within(relative_errors: list[float]) -> float:
+    return float(np.mean(np.abs(relative_errors) <= WITHIN)) if relative_errors else 0.0
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,7 @@ def calibrate_emulated(target: TargetProfile, *, n_fit: int = DEFAULT_FIT_NETWOR
                      for r, p, b in zip(runs, predicted, predicted_bytes))
     rmspe = float(np.sqrt(np.mean(residuals**2)))
     checked = networks[n_fit:]
-    share = float(np.mean([abs(n.relative_error) <= WITHIN for n in checked]))
-    size_share = float(np.mean([abs(n.size_error) <= WITHIN for n in checked]))
+    share, size_share = _within([n.relative_error for n in checked]), _within([n.size_error for n in checked])
     mcu = target.mcu
     provenance = Provenance(
         kind="emulated",
