@@ -127,13 +127,19 @@ def _hidden_forward(hidden: tuple[Layer, ...], x: np.ndarray) -> tuple[list[np.n
     h = x
     for layer in hidden:
         z = h @ layer.weight + layer.bias
-        a = np.empty_like(z)
-        slope = np.empty_like(z)
-        acts = np.asarray(layer.activations)
-        for name in set(layer.activations):
-            cols = acts == name
-            a[:, cols] = apply_activation(name, z[:, cols])
-            slope[:, cols] = _activation_slope(name, z[:, cols], a[:, cols])
+        names = set(layer.activations)
+        if len(names) == 1:  # one activation per layer (most networks): no column gathers
+            name = names.pop()
+            a = apply_activation(name, z)
+            slope = _activation_slope(name, z, a)
+        else:
+            a = np.empty_like(z)
+            slope = np.empty_like(z)
+            acts = np.asarray(layer.activations)
+            for name in names:
+                cols = acts == name
+                a[:, cols] = apply_activation(name, z[:, cols])
+                slope[:, cols] = _activation_slope(name, z[:, cols], a[:, cols])
         h = a * layer.mask
         inputs.append(h)
         slopes.append(slope * layer.mask)
@@ -224,19 +230,24 @@ class _Problem:
         self.fitted_structure = _Structure(*(f[: self.n_fit] for f in (
             self.structure.weight_rows, self.structure.weight_cols, self.structure.bias_cols)))
 
-    def layers_for(self, theta: np.ndarray) -> tuple[Layer, ...]:
+    def _layers_and_last_hidden(self, theta: np.ndarray) -> tuple[tuple[Layer, ...], np.ndarray]:
+        """The layers for theta (the output layer solved with projection) and the last hidden layer's output."""
         fitted = _unpack(theta, self.layers[: self.n_fit], self.fitted_structure)
+        hidden = fitted[:-1] if not self.project else fitted
+        inputs, _ = _hidden_forward(hidden, self.x)
         if not self.project:
-            return fitted
-        inputs, _ = _hidden_forward(fitted, self.x)
-        return (*fitted, _solve_output(inputs[-1], self.y, self.layers[-1], self.settings.weight_decay))
+            return fitted, inputs[-1]
+        return (*fitted, _solve_output(inputs[-1], self.y, self.layers[-1], self.settings.weight_decay)), inputs[-1]
+
+    def layers_for(self, theta: np.ndarray) -> tuple[Layer, ...]:
+        return self._layers_and_last_hidden(theta)[0]
 
     def initial(self) -> np.ndarray:
         return _pack(self.layers, self.structure)[: self.n_params]
 
     def loss(self, theta: np.ndarray) -> tuple[float, tuple[Layer, ...]]:
-        layers = self.layers_for(theta)
-        residual = _predict(layers, self.x) - self.y
+        layers, last_hidden = self._layers_and_last_hidden(theta)  # one forward pass for both
+        residual = last_hidden @ layers[-1].weight + layers[-1].bias - self.y
         penalty = self.settings.weight_decay * float(theta @ theta)
         if self.project:
             penalty += self.settings.weight_decay * float(np.sum(layers[-1].weight ** 2))
