@@ -306,7 +306,7 @@ def print_search_result(result: SearchResult, files: RunFiles, target: str, seco
     measured = card.get("measured")
     here = f"; measured here {measured['p50_us']:.1f} us (median)" if measured else ""
     _say(f"predicted on {target} ({pred['provenance']} profile): {pred['latency_us']:.1f} us per call, "
-         f"{pred['model_bytes']} bytes ({pred['dtype']}){here}")
+         f"{pred['model_bytes']} bytes ({pred['dtype']}; {pred.get('bytes_are', 'weights and biases')}){here}")
     if card["int8"].get("written"):
         d = card["int8"]["drift"]
         _say(f"int8: {card['int8']['file']}, drift vs fp32 relative MSE {d['relative_mse']:.3g} on "

@@ -178,6 +178,8 @@ def build_card(
         },
         "predicted": {
             "target": target.name, "dtype": est.dtype, "latency_us": est.latency_us[0], "model_bytes": est.model_bytes,
+            # what model_bytes counts (and a --size-budget limits) on this target
+            "bytes_are": "flash: code and constants" if target.code_size is not None else "weights and biases",
             "nodes": est.nodes, "provenance": est.provenance, "by_target": by_target,
         },
         "measured": measured,
@@ -472,7 +474,8 @@ def _report_heading(card: dict[str, Any]) -> list[str]:
               f"size <= {budgets['size_bytes']:g} bytes" if budgets["size_bytes"] is not None else None]
     limits_text = "; ".join(x for x in limits if x) or "none"
     parts.append(f"<p>Predicted on {_e(tgt['name'])} ({_e(pred['provenance'])} profile, {_e(pred['dtype'])}): "
-                 f"<b>{pred['latency_us']:.1f} us</b> per call at batch 1, {pred['model_bytes']} bytes of weights; "
+                 f"<b>{pred['latency_us']:.1f} us</b> per call at batch 1, {pred['model_bytes']} bytes "
+                 f"({_e(pred.get('bytes_are', 'weights and biases'))}); "
                  f"budgets: {_e(limits_text)}.</p>")
     return parts
 
