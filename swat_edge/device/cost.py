@@ -379,7 +379,8 @@ def deployed_bytes(counts: Counts, profile: TargetProfile) -> Any:
     libm_neurons = counts.tanh + counts.sigmoid
     return (size.call_bytes + size.mac_bytes * (counts.macs_fp32 + counts.macs_int8)
             + size.output_bytes * counts.gemm_outputs + size.libm_call_bytes * libm_neurons
-            + size.libm_bytes * _at_most_one(libm_neurons))
+            + size.libm_bytes * _at_most_one(libm_neurons) + size.relu_bytes * _at_most_one(counts.relu)
+            + size.leaky_relu_bytes * _at_most_one(counts.leaky_relu))
 
 
 @dataclass(frozen=True)

@@ -134,13 +134,16 @@ class Mcu:
 class CodeSize:
     """Flash bytes of the generated C (code and constants, libm included) as the size budget counts them:
     call_bytes + mac_bytes x multiply-adds + output_bytes x neuron outputs + libm_call_bytes x tanh/sigmoid
-    neurons + libm_bytes once when any is used. Fitted by `calibrate --emulate` from linked images."""
+    neurons + libm_bytes once when any is used + relu_bytes / leaky_relu_bytes once when that activation is used
+    (the software-float comparisons a core without an FPU links). Fitted by `calibrate --emulate`."""
 
     call_bytes: float
     mac_bytes: float
     output_bytes: float
     libm_call_bytes: float
     libm_bytes: float
+    relu_bytes: float = 0.0
+    leaky_relu_bytes: float = 0.0
 
 
 @dataclass(frozen=True)

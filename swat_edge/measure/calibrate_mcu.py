@@ -84,7 +84,8 @@ def _within(relative_errors: list[float]) -> float:
 @dataclass(frozen=True)
 class _Emulated:
     features: np.ndarray  # the cost model's feature vector (C terms only)
-    size_features: np.ndarray  # CodeSize's: 1, multiply-adds, outputs, libm neurons, any libm neuron
+    size_features: np.ndarray  # CodeSize's, in its field order: 1, multiply-adds, outputs, libm neurons, any
+    # libm neuron, any ReLU, any leaky ReLU
     latency_us: float
     flash_bytes: int
     widths: tuple[int, ...]
@@ -93,7 +94,8 @@ class _Emulated:
 
 def _size_features(counts: Counts) -> np.ndarray:
     libm = float(counts.tanh + counts.sigmoid)
-    return np.array([1.0, float(counts.macs_fp32), float(counts.gemm_outputs), libm, min(libm, 1.0)])
+    return np.array([1.0, float(counts.macs_fp32), float(counts.gemm_outputs), libm, min(libm, 1.0),
+                     min(float(counts.relu), 1.0), min(float(counts.leaky_relu), 1.0)])
 
 
 def _emulated(model: SparseMLP, target: TargetProfile) -> _Emulated:
