@@ -135,6 +135,8 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    from benchmarks.compare_run import size_latency_rows
+
     lines = ["# swat-edge classification against dense MLPs of the family (same fitter, split and calibration)", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min.", "",
              "Test accuracy (balanced accuracy; log-loss); difference = swat-edge - dense, in accuracy points.", "",
@@ -151,12 +153,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{100 * (m['swat (select)']['accuracy'] - dense['accuracy']):+.1f} | "
                      f"{100 * (m['swat (project)']['accuracy'] - dense['accuracy']):+.1f} |")
     lines += ["", "Size and predicted latency (non-zero parameters; cortex-m4 / raspi4 us):", "",
-              "| data | swat-edge select | swat-edge project | dense (best) |", "|---|---|---|---|"]
-    for row in report["datasets"]:
-        m = row["methods"]
-        cell = lambda k: f"{m[k]['nonzero']}; {m[k]['cortex_m4_us']:.1f} / {m[k]['raspi4_us']:.1f}"  # noqa: E731
-        lines.append(f"| {row['name']} | {cell('swat (select)')} | {cell('swat (project)')} | "
-                     f"{cell('dense (best on validation)')} |")
+              *size_latency_rows(report["datasets"], ("cortex_m4", "raspi4"))]
     return "\n".join(lines) + "\n"
 
 

@@ -291,3 +291,19 @@ def run_datasets(script: str, argv: Sequence[str] | None, names: Sequence[str], 
     atomic_write_bytes(path.with_suffix(".md"), markdown(report).encode(), force=True)
     print(markdown(report))
     return 0
+
+
+def size_latency_rows(datasets: Sequence[dict[str, Any]], targets: Sequence[str]) -> list[str]:
+    """Markdown rows of the chosen models' non-zero parameters and predicted latency per target (the `<target>_us`
+    fields, in `targets` order) for swat-edge's two input methods and the best dense network (wide.py,
+    classify.py)."""
+    rows = ["| data | swat-edge select | swat-edge project | dense (best) |", "|---|---|---|---|"]
+    for row in datasets:
+        m = row["methods"]
+
+        def cell(key: str) -> str:
+            return f"{m[key]['nonzero']}; " + " / ".join(f"{m[key][f'{t}_us']:.1f}" for t in targets)
+
+        rows.append(f"| {row['name']} | {cell('swat (select)')} | {cell('swat (project)')} | "
+                    f"{cell('dense (best on validation)')} |")
+    return rows

@@ -117,6 +117,8 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    from benchmarks.compare_run import size_latency_rows
+
     lines = [f"# swat-edge with many features: input stage vs dense MLPs of the family on all features",
              "", f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min.", "",
              "Test MSE on the target scaled to [-1, 1] (R^2); ratio = swat-edge / best dense (chosen on validation).",
@@ -131,12 +133,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{cell('linear regression')} | {m['swat (select)']['test_mse'] / dense:.2f} | "
                      f"{m['swat (project)']['test_mse'] / dense:.2f} |")
     lines += ["", "Size and predicted latency of the chosen models (non-zero parameters; raspi4 / cortex-m4 us):", "",
-              "| data | swat-edge select | swat-edge project | dense (best) |", "|---|---|---|---|"]
-    for row in report["datasets"]:
-        m = row["methods"]
-        cell = lambda k: f"{m[k]['nonzero']}; {m[k]['raspi4_us']:.1f} / {m[k]['cortex_m4_us']:.1f}"  # noqa: E731
-        lines.append(f"| {row['name']} | {cell('swat (select)')} | {cell('swat (project)')} | "
-                     f"{cell('dense (best on validation)')} |")
+              *size_latency_rows(report["datasets"], ("raspi4", "cortex_m4"))]
     for key in ("select", "project"):
         ratios = [r["methods"][f"swat ({key})"]["test_mse"] / r["methods"]["dense (best on validation)"]["test_mse"]
                   for r in report["datasets"]]

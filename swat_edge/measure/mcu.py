@@ -261,6 +261,11 @@ def literal_address(instr: Instruction) -> int | None:
     return None if m is None else ((instr.address + 4) & ~3) + int(m.group(1))
 
 
+def _memory_bytes(target: TargetProfile) -> tuple[int, int]:
+    """(flash, RAM) bytes of the target's microcontroller (1 MB and 64 KB where the profile does not say)."""
+    return (target.hardware.flash_kib or 1024) * 1024, (target.hardware.ram_kib or 64) * 1024
+
+
 @dataclass(frozen=True)
 class FlashModel:
     """How code and constants come out of flash (see the module docstring): `line_bytes` per read at
@@ -279,7 +284,7 @@ class FlashModel:
         mcu = target.mcu
         assert mcu is not None
         return cls(mcu.flash_wait_states, mcu.flash_line_bytes, mcu.icache_bytes, mcu.dcache_bytes,
-                   FLASH_BASE, (target.hardware.flash_kib or 1024) * 1024)
+                   FLASH_BASE, _memory_bytes(target)[0])
 
 
 class _LineCache:
@@ -379,8 +384,7 @@ def _tool(gcc: Sequence[str], name: str) -> str:
 
 
 def _linker_script(target: TargetProfile) -> str:
-    flash_kib = target.hardware.flash_kib or 1024
-    ram_kib = target.hardware.ram_kib or 64
+    flash_kib, ram_kib = (size // 1024 for size in _memory_bytes(target))
     return f"""/* swat-edge MCU harness image for {target.name} */
 ENTRY(Reset_Handler)
 MEMORY
@@ -435,9 +439,8 @@ def _read_image(path: Path) -> _Image:
     return _Image(path.read_bytes(), symbols, flash, ram, segments)
 
 
-def _build(csrc: CSource, target: TargetProfile, folder: Path, *, with_model: bool,
+def _build(gcc: Sequence[str], csrc: CSource, target: TargetProfile, folder: Path, *, with_model: bool,
            include_dirs: Sequence[Path] = ()) -> Path:
-    gcc = find_arm_gcc()
     mcu = target.mcu
     assert mcu is not None
     (folder / f"{csrc.prefix}.c").write_bytes(csrc.source.encode("utf-8"))
@@ -496,8 +499,7 @@ def _emulate(image: _Image, core: CoreTiming, rows: np.ndarray, n_outputs: int, 
     """Run the harness image on rows; -> (trace, outputs as float32, stack bytes of one call)."""
     from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc, UcError
     from unicorn import arm_const
-    flash_size = (target.hardware.flash_kib or 1024) * 1024
-    ram_size = (target.hardware.ram_kib or 64) * 1024
+    flash_size, ram_size = _memory_bytes(target)
     uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
     uc.ctl_set_cpu_model(getattr(arm_const, f"UC_CPU_ARM_{core.unicorn_cpu}"))
     uc.mem_map(FLASH_BASE, flash_size)
@@ -662,9 +664,9 @@ def emulate_c(csrc: CSource, target: TargetProfile, *, rows: np.ndarray | None =
     gcc = find_arm_gcc()
     with tempfile.TemporaryDirectory(prefix="swat-edge-mcu-") as tmp:
         folder = Path(tmp)
-        model_elf = _build(csrc, target, folder, with_model=True, include_dirs=include_dirs)
+        model_elf = _build(gcc, csrc, target, folder, with_model=True, include_dirs=include_dirs)
         image = _read_image(model_elf)
-        baseline = _read_image(_build(csrc, target, folder, with_model=False, include_dirs=include_dirs)
+        baseline = _read_image(_build(gcc, csrc, target, folder, with_model=False, include_dirs=include_dirs)
                                ) if sizes else image
         object_bytes = _object_bytes(gcc, folder, csrc, (
             *mcu.gcc_flags.split(), "-std=c99", "-O2", "-ffunction-sections", "-fdata-sections",
