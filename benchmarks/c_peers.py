@@ -14,9 +14,11 @@ cgen.constant_declare), called through `net_predict(in, out)` = eml_net_regress.
 
 MCU: mcu.emulate_c on the same 16 calibration-like rows (sample_inputs), -O2, both checked against the model's
 forward pass; figures: median cycles per inference, flash the model adds to the image (code + constants + libm),
-static RAM, stack. Host: bench_c.measure_c in alternating rounds (ours, emlearn, ours, ...; gcc -O2, batch 1,
-chained calls), ratio of the medians of round medians. onnx2c is not in this comparison: it is not installable
-here (no package; it builds from source with CMake and protobuf).
+static RAM, stack. Then swat-edge again with a size budget of emlearn's flash bytes (the loop layers the target's
+cost model chooses, as `swat-edge export --target T --size-budget B` does). Host: bench_c.measure_c in
+alternating rounds (ours, emlearn, ours, ...; gcc -O2, batch 1, chained calls), ratio of the medians of round
+medians. onnx2c is not in this comparison: it is not installable here (no package; it builds from source with
+CMake and protobuf).
 Writes benchmarks/results/c_peers.{json,md}.
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from swat_edge.device.cost import choose_loop_layers  # noqa: E402
 from swat_edge.device.targets import load_target  # noqa: E402
 from swat_edge.export.c import CSource, to_c  # noqa: E402
 from swat_edge.measure.bench import machine_info  # noqa: E402
@@ -115,11 +118,15 @@ def run(quick: bool, targets: tuple[str, ...] = TARGETS) -> dict:
             a = emulate_c(ours, target, rows=rows, reference=model)
             # emlearn sums in another order: checked at 1e-4 x the output scale (its error is reported)
             b = emulate_c(peer, target, rows=rows, reference=model, include_dirs=(include,), rel_tolerance=1e-4)
+            # `swat-edge export --target T --size-budget <emlearn's flash bytes>`: the cost model picks loop layers
+            loops = choose_loop_layers(model, target, b.flash_bytes)
+            c = emulate_c(to_c(model, prefix="net", loop_layers=sorted(loops)), target, rows=rows, reference=model)
             row["mcu"][target_name] = {
                 who: {"median_cycles": r.median_cycles, "latency_us": r.latency_us, "flash_bytes": r.flash_bytes,
                       "static_ram_bytes": r.static_ram_bytes, "stack_bytes": r.stack_bytes,
                       "max_abs_error": r.max_abs_error}
-                for who, r in (("swat-edge", a), ("emlearn", b))}
+                for who, r in (("swat-edge", a), ("emlearn", b), ("swat-edge budget", c))}
+            row["mcu"][target_name]["swat-edge budget"]["loop_layers"] = sorted(loops)
         row["host"] = host_ratio(ours, peer, include, rows, rounds=3 if quick else 7)
         rows_out.append(row)
         m4 = row["mcu"]["cortex-m4"]
@@ -154,6 +161,17 @@ def markdown(payload: dict) -> str:
                 f"{a['median_cycles'] / b['median_cycles']:.2f} | {a['flash_bytes']:,} | {b['flash_bytes']:,} | "
                 f"{a['flash_bytes'] / b['flash_bytes']:.2f} | {a['static_ram_bytes'] + a['stack_bytes']:,} | "
                 f"{b['static_ram_bytes'] + b['stack_bytes']:,} |")
+    lines += ["", "With a size budget: `swat-edge export --target T --size-budget B`, B = emlearn's flash bytes above; the "
+              "target's cost model chooses which layers become loops over weight tables (smaller, slower code):", "",
+              "| network | target | loop layers | cycles | ratio to emlearn | flash B | ratio to emlearn |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for row in payload["networks"]:
+        for target, pair in row["mcu"].items():
+            c, b = pair["swat-edge budget"], pair["emlearn"]
+            layers = ", ".join(str(li + 1) for li in c["loop_layers"]) or "none"
+            lines.append(f"| {row['network']} | {target} | {layers} | {c['median_cycles']:,.0f} | "
+                         f"{c['median_cycles'] / b['median_cycles']:.2f} | {c['flash_bytes']:,} | "
+                         f"{c['flash_bytes'] / b['flash_bytes']:.2f} |")
     lines += ["", "Host (gcc -O2, batch 1, chained calls; medians over alternating rounds):", "",
               "| network | swat-edge us | emlearn us | ratio |", "|---|---:|---:|---:|"]
     for row in payload["networks"]:

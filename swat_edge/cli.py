@@ -312,7 +312,8 @@ def _bench_mcu(model: Path, target_name: str, reference: Optional[Path], *, json
     check_bench_outputs(json_out, None, force=force)
     sparse = load_model(reference) if reference is not None else None
     result = emulate_c(csrc, profile, reference=sparse)
-    predicted = estimate(sparse, profile).latency_us[0] if sparse is not None else None
+    predicted = (estimate(sparse, profile, loop_layers=csrc.loop_layers).latency_us[0] if sparse is not None
+                 else None)
     views.print_bench_mcu(result, model, csrc, profile, predicted)
     if json_out is not None:
         write_json(json_out, {**result.to_json(), "predicted_latency_us": predicted}, force=force)
@@ -406,19 +407,46 @@ def export_cmd(
     fast_math: bool = typer.Option(False, "--fast-math", help="C output: approximate tanh/sigmoid (max error in the banner)."),
     prefix: Optional[str] = typer.Option(None, "--prefix", help="C output: function prefix (default: the file name)."),
     drop_unused_inputs: bool = typer.Option(False, "--drop-unused-inputs", help="Take only the features the model reads (default: every feature column of the data, in its order)."),
+    target: Optional[str] = typer.Option(None, "--target", help="C output: the microcontroller profile whose cost model chooses which layers become loops (smaller, slower code)."),
+    size_budget: Optional[str] = typer.Option(None, "--size-budget", help="C output with --target: flash budget, e.g. 4KB; layers become loops until the code is predicted to fit."),
+    loops: str = typer.Option("auto", "--loops", help="C output: auto (the --target's cost model chooses; without --target none), none, or all (every layer that reads a hidden layer and has one activation)."),
 ) -> int:
     """Compile a model (passes), export it to ONNX fp32/int8 or C99, verify it against the original, write it."""
     from .export.pipeline import export_file
     from .runs.folder import resolve_export_paths
 
+    loop_layers = _loop_choice(loops, target, size_budget, output)
     model_path, output, run_dir = resolve_export_paths(model_path, output, run, candidate=candidate)
     if run_dir is not None:
         stdout.print(f"exporting {model_path} (search run {run_dir})", markup=False)
     export = export_file(model_path, output, force=force, quantize=quantize, quantize_last=quantize_last, dtype=dtype,
                          fast_math=fast_math, prefix=prefix, calibration=calibration, holdout=holdout, max_drift=max_drift,
-                         drop_unused_inputs=drop_unused_inputs)
+                         drop_unused_inputs=drop_unused_inputs, loop_layers=loop_layers)
     views.print_export(export, output, prefix_from_name=prefix is None, max_drift=max_drift)
     return 0 if export.written else 1  # 1: the int8 drift gate refused the file
+
+
+def _loop_choice(loops: str, target: Optional[str], size_budget: Optional[str], output: Optional[Path]):
+    """export's --loops / --target / --size-budget as export_file's loop_layers."""
+    if loops not in ("auto", "none", "all"):
+        raise UsageError(f"--loops {loops!r}: use auto, none or all")
+    if (target is not None or size_budget is not None or loops != "auto") and (
+            output is None or output.suffix.lower() != ".c"):
+        raise UsageError("--loops/--target/--size-budget: for C output (-o model.c)")
+    if size_budget is not None and target is None:
+        raise UsageError("--size-budget needs --target: its cost model predicts the flash bytes")
+    if loops == "none" or (loops == "auto" and target is None):
+        return ()
+    if loops == "all":
+        if target is not None or size_budget is not None:
+            raise UsageError("--loops all chooses every layer itself; drop --target/--size-budget or use --loops auto")
+        return "all"
+    from .device.cost import choose_loop_layers, parse_size_bytes
+    from .device.targets import load_target
+
+    profile = load_target(target)
+    budget = parse_size_bytes(size_budget) if size_budget else None
+    return lambda model: choose_loop_layers(model, profile, budget, compile=True)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

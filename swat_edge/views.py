@@ -495,6 +495,10 @@ def _print_c_export(result: CExport, model: SparseMLP, *, prefix_from_name: bool
     stdout.print(f"C code: {code.prefix}_predict and {code.prefix}_predict_batch, {kind}"
                  f"{', fast_math' if code.fast_math else ''}; per row {code.macs} multiply-adds, activations {acts}",
                  markup=False, soft_wrap=True)
+    if code.loop_layers:
+        layers = ", ".join(str(li + 1) for li in code.loop_layers)
+        stdout.print(f"layers {layers} (1 = first hidden) are loops over weight tables: smaller code, slower; the "
+                     "rest is straight-line", markup=False, soft_wrap=True)
     stdout.print(f"inputs: {model.n_inputs} columns in this order: {', '.join(model.feature_names)}", markup=False,
                  soft_wrap=True)
     for note in code.notes:

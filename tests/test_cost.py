@@ -18,11 +18,15 @@ from swat_edge.device.cost import (
     TERMS,
     affine_nodes,
     choose_dtype,
+    choose_loop_layers,
     coefficient_vector,
+    count_for,
     count_model,
+    deployed_bytes,
     estimate,
     feature_vector,
     latency_us,
+    loop_eligible_layers,
     terms_us,
 )
 from swat_edge.device.targets import CostCoefficients, list_targets, load_target
@@ -281,7 +285,8 @@ def test_numpy_and_torch_faces_agree_on_hard_networks(dtype):
                   "output_affine": affine_nodes(model.output_scale, model.output_offset)}
         for profile in PROFILES.values():
             for batch in (1, 256):
-                hard = estimate(model, profile, dtype=dtype, batch_sizes=(batch,), compile=False)
+                # the soft face counts straight-line C (the search's relaxation has no loop layers)
+                hard = estimate(model, profile, dtype=dtype, batch_sizes=(batch,), compile=False, loop_layers=())
                 soft = estimate_soft(hidden, n_inputs=model.n_inputs, n_outputs=model.n_outputs, target=profile,
                                      dtype=dtype, batch_size=batch, output_nonzero=output_nonzero, **affine)
                 assert float(soft.latency_us) == pytest.approx(hard.latency_us[0], rel=1e-12)
@@ -364,3 +369,52 @@ def test_the_numpy_face_does_not_import_torch():
         assert estimate(random_model((2, 5, 1)), 'raspi4').latency_us[0] > 0
     """)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generated C: layers emitted as loops
+
+
+def test_loop_layers_move_their_multiply_adds_and_keep_the_weights() -> None:
+    model = random_model((2, 8, 8, 8, 1), activations="relu", per_layer=True, sparsity=0.4, seed=3)
+    profile = PROFILES["cortex-m4"]
+    straight = count_for(model, profile, "fp32")
+    loops = count_for(model, profile, "fp32", frozenset({1, 3}))
+    dense_entries = 8 * 8 + 8 * 1  # layer 1 (8 x 8) and the output layer (8 x 1), zeros included
+    assert loops.loop_layers == 2 and loops.loop_rows == 9 and loops.loop_macs == dense_entries
+    kept = int(np.count_nonzero(model.layers[1].weight) + np.count_nonzero(model.layers[3].weight))
+    assert straight.macs_fp32 - loops.macs_fp32 == kept
+    assert straight.gemm_outputs - loops.gemm_outputs == 9 and straight.relu == loops.relu
+    assert loops.weight_bytes == straight.weight_bytes + 4 * (dense_entries - kept)  # the tables keep their zeros
+    # on onnxruntime (dense kernels) nothing is a loop, and an int8 count ignores loops
+    assert count_for(model, PROFILES["raspi4"], "int8", frozenset({1})).loop_layers == 0
+
+
+def test_loop_choice_is_the_fastest_within_the_budget_by_the_cost_model() -> None:
+    profile = PROFILES["cortex-m4"]
+    model = random_model((2, 8, 8, 8, 1), activations="tanh", per_layer=True, seed=1)
+    eligible = loop_eligible_layers(model)
+    assert eligible == (1, 2, 3)
+    options = {}
+    for bits in range(8):
+        loops = frozenset(li for k, li in enumerate(eligible) if bits >> k & 1)
+        counts = count_for(model, profile, "fp32", loops)
+        options[loops] = (latency_us(counts, profile.cost), deployed_bytes(counts, profile))
+    straight_us, straight_bytes = options[frozenset()]
+    # on the M4 a loop is smaller and slower: no budget, no loops
+    assert all(us > straight_us and b < straight_bytes for k, (us, b) in options.items() if k)
+    assert choose_loop_layers(model, profile) == frozenset()
+    for budget in (straight_bytes * 0.95, straight_bytes * 0.7, straight_bytes * 0.5):
+        chosen = choose_loop_layers(model, profile, budget)
+        fits = {k: v for k, v in options.items() if v[1] <= budget}
+        if fits:
+            assert chosen == min(fits, key=lambda k: fits[k][0])
+        else:  # the budget cannot be met: the smallest code
+            assert chosen == min(options, key=lambda k: options[k][1])
+        est = estimate(model, profile, dtype="fp32", compile=False, size_budget_bytes=budget)
+        assert est.loop_layers == tuple(sorted(chosen))
+        assert est.model_bytes == round(options[chosen][1])
+    # a profile without the loop terms (every runtime, a hand-written MCU profile) never chooses loops
+    bare = dataclasses.replace(profile, code_size=dataclasses.replace(profile.code_size, loop_weight_bytes=0.0))
+    assert choose_loop_layers(model, bare, straight_bytes * 0.5) == frozenset()
+    assert choose_loop_layers(model, PROFILES["raspi4"], 100.0) == frozenset()

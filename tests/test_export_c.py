@@ -22,6 +22,7 @@ from swat_edge.export.c import (
     VERIFY_CFLAGS,
     c_float_literal,
     check_prefix,
+    loop_layers_allowed,
     read_c,
     run_c_rows,
     to_c,
@@ -345,6 +346,58 @@ def test_mixed_sparse_masked_model_all_variants(mixed_model: SparseMLP) -> None:
 
 
 @needs_cc
+@pytest.mark.parametrize("fast_math", [False, True])
+def test_loop_layers_compute_what_straight_line_code_computes(mixed_model: SparseMLP, fast_math: bool) -> None:
+    """Every subset of the loop-able layers, on a dense, a sparse (zeros in the tables) and a masked model."""
+    dense = random_model((3, 6, 5, 4, 2), activations="tanh", per_layer=True, seed=5)
+    sparse = random_model((2, 7, 7, 1), activations="relu", per_layer=True, sparsity=0.5, seed=6)
+    for model in (dense, sparse):
+        allowed = loop_layers_allowed(model)
+        assert allowed == tuple(range(1, len(model.layers)))  # every layer that reads a hidden layer
+        for bits in range(2 ** len(allowed)):
+            loops = [li for k, li in enumerate(allowed) if bits >> k & 1]
+            csrc = to_c(model, prefix="lp", loop_layers=loops, fast_math=fast_math)
+            assert csrc.loop_layers == tuple(loops) and ("for (int j" in csrc.source) == bool(loops)
+            report = verify_c(csrc, model, rows=64)
+            assert report.batch_matches_single
+            assert all(e <= t for e, t in zip(report.max_abs_error, report.tolerance))
+    # a loop multiplies its zeros: the MAC count grows by the zeros of its table
+    full = to_c(sparse, prefix="lp", loop_layers=[1])
+    table = re.search(r"static const float lp_w2\[(\d+)\]\[(\d+)\] = \{(.*?)\};", full.source, flags=re.S)
+    assert table is not None
+    entries = re.findall(r"-?[0-9][^,{}\s]*", table.group(3))
+    assert len(entries) == int(table.group(1)) * int(table.group(2))
+    zeros = sum(float(e.rstrip("f")) == 0.0 for e in entries)
+    assert zeros > 0 and full.macs - to_c(sparse, prefix="lp").macs == zeros
+    # mixed activations in one layer: that layer cannot be a loop
+    allowed = loop_layers_allowed(mixed_model)
+    assert verify_c(to_c(mixed_model, prefix="mx", loop_layers=allowed), mixed_model).batch_matches_single
+
+
+def test_loop_layers_that_cannot_be_loops_are_refused(mixed_model: SparseMLP) -> None:
+    model = random_model((3, 6, 5, 1), activations="tanh", per_layer=True, seed=5)
+    with pytest.raises(UsageError, match="layer 0 cannot be emitted as a loop.*loop-able layers of this model: \\[1, 2\\]"):
+        to_c(model, loop_layers=[0])
+    with pytest.raises(UsageError, match="float C only"):
+        to_c(model, dtype="int8", loop_layers=[1])
+    refused = [li for li in range(len(mixed_model.layers)) if li not in loop_layers_allowed(mixed_model)]
+    assert len(refused) > 1  # the first layer and a layer with two activation types
+    with pytest.raises(UsageError, match=f"layer {refused[-1]} cannot"):
+        to_c(mixed_model, loop_layers=[refused[-1]])
+
+
+def test_read_c_recovers_the_loop_layers_and_the_mac_count(tmp_path: Path) -> None:
+    model = random_model((2, 5, 4, 1), activations="relu", per_layer=True, sparsity=0.3, seed=3)
+    csrc = to_c(model, prefix="rl", loop_layers=[2])
+    write_c(csrc, tmp_path / "rl.c")
+    back = read_c(tmp_path / "rl.c")
+    assert back.loop_layers == (2,) and back.macs == csrc.macs
+    assert "Layers 3 (1 = first hidden) are loops" in csrc.source
+    write_c(to_c(model, prefix="st"), tmp_path / "st.c")
+    assert read_c(tmp_path / "st.c").loop_layers == ()
+
+
+@needs_cc
 def test_fast_math_error_bound_holds() -> None:
     """Measure the emitted fast tanh/sigmoid on a dense grid and at extremes against float64."""
     layer = Layer.make(np.ones((1, 2)), np.zeros(2), ("tanh", "sigmoid"))
@@ -581,6 +634,37 @@ def test_cli_export_c_float_is_verified_and_written(example_model_path: Path, tm
     assert re.search(r"verified with \S+ -std=c99 .*-Werror.* on \d+ .*rows: max abs error \S+ <= tolerance", stdout)
     assert f"wrote {out} and {tmp_path / 'motor.h'}" in stdout
     assert read_c(out).prefix == "motor" and sorted(os.listdir(tmp_path)) == ["motor.c", "motor.h"]
+
+
+@needs_cc
+def test_cli_export_c_size_budget_makes_layers_loops_on_a_microcontroller(tmp_path: Path, capsys) -> None:
+    from swat_edge.device.cost import estimate
+    from swat_edge.model import save_model
+
+    model = random_model((2, 8, 8, 8, 1), activations="tanh", per_layer=True, seed=4)
+    path = tmp_path / "dense.safetensors"
+    save_model(model, path)
+    straight = estimate(model, "cortex-m4", dtype="fp32")
+    assert straight.loop_layers == ()  # without a budget loops do not pay on the M4: slower
+    budget = int(straight.model_bytes * 0.7)
+    code, stdout, err = run_cli(["export", path, "-o", tmp_path / "d.c", "--target", "cortex-m4", "--size-budget",
+                                 str(budget)], capsys)
+    assert (code, err) == (0, "")
+    loops = read_c(tmp_path / "d.c").loop_layers
+    assert loops and "are loops over weight tables" in stdout
+    fitted = estimate(model, "cortex-m4", dtype="fp32", size_budget_bytes=budget)
+    assert fitted.loop_layers == loops and fitted.model_bytes <= budget < straight.model_bytes
+    assert fitted.latency_us[0] > straight.latency_us[0]
+    code, stdout, err = run_cli(["export", path, "-o", tmp_path / "n.c", "--target", "cortex-m4"], capsys)
+    assert code == 0 and read_c(tmp_path / "n.c").loop_layers == ()
+    code, stdout, err = run_cli(["export", path, "-o", tmp_path / "a.c", "--loops", "all"], capsys)
+    assert code == 0 and read_c(tmp_path / "a.c").loop_layers == (1, 2, 3)
+    for bad, message in ((["-o", tmp_path / "x.c", "--size-budget", "3KB"], "--size-budget needs --target"),
+                         (["-o", tmp_path / "x.onnx", "--loops", "all"], "for C output"),
+                         (["-o", tmp_path / "x.c", "--loops", "some"], "--loops 'some': use auto, none or all")):
+        code, _, err = run_cli(["export", path, *bad], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.c").exists() and not (tmp_path / "x.onnx").exists()
 
 
 @needs_cc

@@ -166,6 +166,22 @@ def test_more_weights_cost_more_flash_and_cycles_and_relu_needs_no_libm() -> Non
 
 
 @needs_toolchain
+def test_loop_layers_are_smaller_and_slower_on_the_m4_as_the_profile_predicts() -> None:
+    from swat_edge.device.cost import estimate
+    from swat_edge.measure.mcu import emulate_c
+
+    target = load_target("cortex-m4")
+    model = random_model((2, 8, 8, 8, 1), activations="relu", per_layer=True, seed=3)
+    straight = emulate_c(to_c(model, prefix="net"), target, reference=model, n_rows=4)
+    loops = emulate_c(to_c(model, prefix="net", loop_layers=[1, 2, 3]), target, reference=model, n_rows=4)
+    assert loops.max_abs_error <= 1e-4
+    assert loops.flash_bytes < 0.7 * straight.flash_bytes and min(loops.cycles) > max(straight.cycles)
+    predicted = estimate(model, target, dtype="fp32", loop_layers=[1, 2, 3])
+    assert predicted.latency_us[0] == pytest.approx(loops.latency_us, rel=0.25)
+    assert predicted.model_bytes == pytest.approx(loops.flash_bytes, rel=0.25)
+
+
+@needs_toolchain
 def test_cli_emulates_generated_c_and_refuses_what_it_cannot(tmp_path, capsys) -> None:
     model = random_model((2, 5, 1), activations="tanh", seed=2)
     save_model(model, tmp_path / "m.safetensors")

@@ -44,6 +44,7 @@ __all__ = [
     "PER_CALL_TERMS",
     "PER_ROW_TERMS",
     "TERMS",
+    "LOOP_TERMS",
     "ACTIVATION_BYTES",
     "LayerQuantities",
     "Counts",
@@ -62,6 +63,8 @@ __all__ = [
     "estimate",
     "estimate_counts",
     "choose_dtype",
+    "loop_eligible_layers",
+    "choose_loop_layers",
     "LATENCY_UNITS",
     "SIZE_UNITS",
     "parse_latency_us",
@@ -74,6 +77,8 @@ ACTIVATION_TERMS: tuple[str, ...] = tuple(a for a in ACTIVATIONS if a != "identi
 _IDENTITY = ACTIVATIONS.index("identity")
 _NON_IDENTITY = [ACTIVATIONS.index(a) for a in ACTIVATION_TERMS]
 _RELU = ACTIVATIONS.index("relu")
+_TANH = ACTIVATIONS.index("tanh")
+_SIGMOID = ACTIVATIONS.index("sigmoid")
 # (coefficient, Counts field): paid once per call, and paid per batch row.
 PER_CALL_TERMS: tuple[tuple[str, str | None], ...] = (("call_us", None), ("node_us", "nodes"), ("slice_us", "slices"),
                                                       ("libm_us", "libm_used"))
@@ -88,8 +93,13 @@ PER_ROW_TERMS: tuple[tuple[str, str], ...] = (
     ("slice_row_ns", "slices"),
     ("affine_row_ns", "affine_ops"),
     *((f"{a}_ns", a) for a in ACTIVATION_TERMS),
+    ("loop_layer_ns", "loop_layers"),
+    ("loop_row_ns", "loop_rows"),
+    ("loop_mac_ns", "loop_macs"),
 )
 TERMS: tuple[str, ...] = tuple(name for name, _ in PER_CALL_TERMS + PER_ROW_TERMS)
+# Terms only generated C has (layers emitted as loops); onnxruntime graphs count 0 of them.
+LOOP_TERMS: tuple[str, ...] = ("loop_layer_ns", "loop_row_ns", "loop_mac_ns")
 ACTIVATION_BYTES = 4  # tensors between nodes are float32 in both dtypes (int8 Gemms output float here)
 _INT8_LAYER_EXTRA_BYTES = 8  # per quantized layer: weight scale and zero point (as model.model_stats counts)
 
@@ -133,6 +143,12 @@ class Counts:
     weight_bytes: Any  # weights and biases as deployed
     peak_elements: Any  # most activation elements alive at once, per row
     libm_used: Any = 0.0  # 1 when any tanh or sigmoid runs (soft: min(expected count, 1))
+    # generated C layers emitted as loops (network_counts' loop_layers; hard counts only): their multiply-adds
+    # (table entries, zeros included) and neurons are counted here, not in macs_fp32 / gemm_outputs / gemm_rows
+    loop_layers: Any = 0.0
+    loop_rows: Any = 0.0
+    loop_macs: Any = 0.0
+    loop_libm: Any = 0.0  # tanh / sigmoid neurons inside loop layers (one call site per layer in the code)
 
     def as_floats(self) -> "Counts":
         """The same counts as Python floats (for reports of a soft estimate)."""
@@ -179,6 +195,7 @@ def network_counts(
     gemm_column_block: int = 1,
     input_affine: int = 0,
     output_affine: int = 0,
+    loop_layers: frozenset[int] = frozenset(),
 ) -> Counts:
     """Count nodes, MACs, elements and bytes of a network given per-layer quantities (hard or soft).
 
@@ -189,6 +206,8 @@ def network_counts(
     gemm_column_block (the kernel's column block; MACs only, not bytes). int8 quantizes the hidden layers.
     input_affine / output_affine: element-wise Mul/Add nodes (0-2 each) the graph keeps for input scaling and
     output de-normalisation (the int8 export keeps the input scaling in float; fp32 folds both).
+    loop_layers: indices into the layers (hidden ones, then the output layer) that generated C emits as a loop
+    over a dense weight table (sparse_kernel, fp32, hard counts): every table entry is a multiply-add there.
 
     Longer than the house's ~80 lines on purpose: it is one formula, generic over floats and torch tensors (the
     search differentiates through it), that walks the graph the exporter emits layer by layer; split into
@@ -207,7 +226,8 @@ def network_counts(
 
     zero = 0.0 * n_in  # a zero of the right kind (float or tensor) to accumulate into
     c = {name: zero for name in ("nodes", "gemm_rows", "qgemm_rows", "macs_fp32", "macs_int8", "gemm_outputs",
-                                 "quantized", "copied", "slices", "affine_ops", "weight_bytes", *ACTIVATION_TERMS)}
+                                 "quantized", "copied", "slices", "affine_ops", "weight_bytes", *ACTIVATION_TERMS,
+                                 "loop_layers", "loop_rows", "loop_macs", "loop_libm")}
     widths = [n_in]
     peaks = []
     prev_width, prev_gates = n_in, None
@@ -241,12 +261,16 @@ def network_counts(
             c["macs_fp32"] = c["macs_fp32"] + as_float * macs
             c["quantized"] = c["quantized"] + (quantize_input + as_float) * prev_width
             c["weight_bytes"] = c["weight_bytes"] + weights + 4 * width + _INT8_LAYER_EXTRA_BYTES
+        elif i in loop_layers:
+            c["nodes"] = c["nodes"] + 1
+            _add_loop_layer(c, prev_width * width, width, per_act[_TANH] + per_act[_SIGMOID])
         else:
             c["nodes"] = c["nodes"] + 1
             c["gemm_rows"] = c["gemm_rows"] + 1
             c["macs_fp32"] = c["macs_fp32"] + macs
             c["weight_bytes"] = c["weight_bytes"] + 4 * (weights + width)
-        c["gemm_outputs"] = c["gemm_outputs"] + width
+        if i not in loop_layers:
+            c["gemm_outputs"] = c["gemm_outputs"] + width
         for name, j in zip(ACTIVATION_TERMS, _NON_IDENTITY):
             c[name] = c[name] + per_act[j]
         multi_types = present - only  # P(type a present and the layer has two or more types)
@@ -267,14 +291,25 @@ def network_counts(
         out_weights = prev_width * n_outputs
         out_macs = out_weights if sparse_kernel else prev_width * _round_up(n_outputs, gemm_column_block)
     c["nodes"] = c["nodes"] + 1
-    c["gemm_rows"] = c["gemm_rows"] + 1
-    c["macs_fp32"] = c["macs_fp32"] + out_macs
-    c["gemm_outputs"] = c["gemm_outputs"] + n_outputs
-    c["weight_bytes"] = c["weight_bytes"] + 4 * (out_weights + n_outputs)
+    if len(hidden) in loop_layers:
+        _add_loop_layer(c, prev_width * n_outputs, n_outputs, zero)
+    else:
+        c["gemm_rows"] = c["gemm_rows"] + 1
+        c["macs_fp32"] = c["macs_fp32"] + out_macs
+        c["gemm_outputs"] = c["gemm_outputs"] + n_outputs
+        c["weight_bytes"] = c["weight_bytes"] + 4 * (out_weights + n_outputs)
     peaks.append(prev_width + n_outputs)
     widths.append(n_outputs)
     return Counts(widths=tuple(widths), peak_elements=max(peaks), libm_used=_at_most_one(c["tanh"] + c["sigmoid"]),
                   **c)
+
+
+def _add_loop_layer(c: dict[str, Any], entries: Any, width: Any, libm_neurons: Any) -> None:
+    c["loop_layers"] = c["loop_layers"] + 1
+    c["loop_rows"] = c["loop_rows"] + width
+    c["loop_macs"] = c["loop_macs"] + entries
+    c["loop_libm"] = c["loop_libm"] + libm_neurons
+    c["weight_bytes"] = c["weight_bytes"] + 4 * (entries + width)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -346,7 +381,8 @@ def affine_nodes(scale: np.ndarray, offset: np.ndarray) -> int:
 
 
 def count_model(
-    model: SparseMLP, *, dtype: str = "fp32", sparse_kernel: bool = False, gemm_column_block: int = 1
+    model: SparseMLP, *, dtype: str = "fp32", sparse_kernel: bool = False, gemm_column_block: int = 1,
+    loop_layers: frozenset[int] = frozenset(),
 ) -> Counts:
     """Exact counts of a compiled model exported in `dtype` (compiled as `swat-edge export` compiles for that
     dtype: run_passes with PIPELINE, or PIPELINE_INT8 which keeps the input scaling for int8)."""
@@ -361,6 +397,7 @@ def count_model(
         gemm_column_block=gemm_column_block,
         input_affine=affine_nodes(model.input_scale, model.input_offset),
         output_affine=affine_nodes(model.output_scale, model.output_offset),
+        loop_layers=frozenset(loop_layers),
     )
     return counts.as_floats()
 
@@ -378,9 +415,11 @@ def deployed_bytes(counts: Counts, profile: TargetProfile) -> Any:
         return counts.weight_bytes
     libm_neurons = counts.tanh + counts.sigmoid
     return (size.call_bytes + size.mac_bytes * (counts.macs_fp32 + counts.macs_int8)
-            + size.output_bytes * counts.gemm_outputs + size.libm_call_bytes * libm_neurons
+            + size.output_bytes * counts.gemm_outputs + size.libm_call_bytes * (libm_neurons - counts.loop_libm)
             + size.libm_bytes * _at_most_one(libm_neurons) + size.relu_bytes * _at_most_one(counts.relu)
-            + size.leaky_relu_bytes * _at_most_one(counts.leaky_relu))
+            + size.leaky_relu_bytes * _at_most_one(counts.leaky_relu)
+            + size.loop_layer_bytes * counts.loop_layers
+            + size.loop_weight_bytes * (counts.loop_macs + counts.loop_rows))
 
 
 @dataclass(frozen=True)
@@ -400,6 +439,8 @@ class Estimate:
     model_bytes_int8: int
     nodes: int
     terms_us: dict[str, float]  # batch-1 latency split by term
+    # generated C: the layers (indices into model.layers) emitted as loops, as choose_loop_layers chose them
+    loop_layers: tuple[int, ...] = ()
 
     def latency_at(self, batch_size: int) -> float:
         try:
@@ -441,14 +482,68 @@ def _choose(counts: dict[str, Counts], profile: TargetProfile, batch_size: int, 
     return "int8" if cheaper else "fp32"
 
 
-def count_for(model: SparseMLP, profile: TargetProfile, dtype: str) -> Counts:
+def count_for(model: SparseMLP, profile: TargetProfile, dtype: str, loop_layers: frozenset[int] = frozenset()
+              ) -> Counts:
     """count_model with the profile's runtime settings (sparse kernel, Gemm column block)."""
     return count_model(
         model,
         dtype=dtype,
         sparse_kernel=profile.runtime.sparse_kernel,
         gemm_column_block=profile.runtime.gemm_column_block,
+        loop_layers=loop_layers if dtype == "fp32" else frozenset(),
     )
+
+
+def loop_eligible_layers(model: SparseMLP) -> tuple[int, ...]:
+    """Layers (indices into model.layers) generated C can emit as a loop: they read a hidden layer with kept
+    neurons and their kept neurons share one activation (as export.c.loop_eligible checks on its lowered plan)."""
+    out = []
+    for li in range(1, len(model.layers)):
+        layer = model.layers[li]
+        previous = model.layers[li - 1]
+        kept = [a for a, m in zip(layer.activations, layer.mask) if m] if li < len(model.hidden) else ["identity"]
+        if previous.mask.any() and len(set(kept)) == 1:
+            out.append(li)
+    return tuple(out)
+
+
+_MAX_EXHAUSTIVE_LOOPS = 10
+
+
+def choose_loop_layers(model: SparseMLP, profile: TargetProfile, size_budget_bytes: float | None = None, *,
+                       compile: bool = False) -> frozenset[int]:
+    """Which layers generated C emits as loops on `profile`, chosen by its cost model (compile=True runs the
+    export's compile passes first; else `model` is taken as compiled).
+
+    Loops are smaller (about 4 bytes a weight instead of about 20) and usually slower. By default only loops
+    predicted both smaller and not slower; when that breaks a size budget, the fastest choice predicted within
+    it (the smallest when none is). Nothing on a profile without the loop terms (runtimes, hand-written
+    profiles)."""
+    size = profile.code_size
+    if size is None or size.loop_weight_bytes <= 0.0 or profile.cost.loop_mac_ns <= 0.0:
+        return frozenset()
+    model = _compiled(model, compile, "fp32")
+    eligible = loop_eligible_layers(model)
+    if len(eligible) > _MAX_EXHAUSTIVE_LOOPS:  # deeper than the family: all or nothing
+        choices = [frozenset(), frozenset(eligible)]
+    else:
+        choices = [frozenset(li for k, li in enumerate(eligible) if bits >> k & 1) for bits in range(2**len(eligible))]
+
+    def cost_of(loops: frozenset[int]) -> tuple[float, float]:
+        counts = count_for(model, profile, "fp32", loops)
+        return float(latency_us(counts, profile.cost)), float(deployed_bytes(counts, profile))
+
+    costs = {loops: cost_of(loops) for loops in choices}
+    straight_us, straight_bytes = costs[frozenset()]
+    smaller_not_slower = [k for k, (us, b) in costs.items() if us <= straight_us and b < straight_bytes]
+    base = min(smaller_not_slower, key=lambda k: (costs[k][1], costs[k][0], sorted(k))) if smaller_not_slower \
+        else frozenset()
+    if size_budget_bytes is None or costs[base][1] <= size_budget_bytes:
+        return base
+    fits = [k for k, (_, b) in costs.items() if b <= size_budget_bytes]
+    if not fits:  # the budget cannot be met: the smallest code, and the budget check says by how much
+        return min(costs, key=lambda k: (costs[k][1], costs[k][0], sorted(k)))
+    return min(fits, key=lambda k: (costs[k][0], costs[k][1], sorted(k)))
 
 
 def _compiled(model: SparseMLP, compile: bool, dtype: str) -> SparseMLP:
@@ -461,7 +556,8 @@ def _compiled(model: SparseMLP, compile: bool, dtype: str) -> SparseMLP:
 
 
 def estimate_counts(
-    counts_by_dtype: dict[str, Counts], profile: TargetProfile, *, dtype: str, batch_sizes: Sequence[int] = (1,)
+    counts_by_dtype: dict[str, Counts], profile: TargetProfile, *, dtype: str, batch_sizes: Sequence[int] = (1,),
+    loop_layers: frozenset[int] = frozenset(),
 ) -> Estimate:
     """An Estimate from counts already made (both dtypes, for the byte figures)."""
     sizes = _check_batch_sizes(batch_sizes)
@@ -478,6 +574,7 @@ def estimate_counts(
         model_bytes_int8=int(round(deployed_bytes(counts_by_dtype["int8"], profile))),
         nodes=int(round(counts.nodes)),
         terms_us={k: float(v) for k, v in terms_us(counts, profile.cost, 1).items()},
+        loop_layers=tuple(sorted(loop_layers)) if dtype == "fp32" else (),
     )
 
 
@@ -488,21 +585,29 @@ def estimate(
     dtype: str | None = None,
     batch_sizes: Sequence[int] = (1,),
     compile: bool = True,
+    size_budget_bytes: float | None = None,
+    loop_layers: Sequence[int] | None = None,
 ) -> Estimate:
     """Predict latency (per batch size), bytes and peak activation memory of `model` deployed on `target`.
 
     dtype None: the target's int8 policy chooses (at the first batch size). compile=True runs the compile
     passes first, as `swat-edge export` does; pass compile=False for a model that run_passes returned.
+    On a generated-C target the layers emitted as loops are chosen as export chooses them (choose_loop_layers,
+    with `size_budget_bytes`), or are `loop_layers` (those of a C file already generated: CSource.loop_layers).
     """
     profile = _profile(target)
     sizes = _check_batch_sizes(batch_sizes)
     if dtype is not None and dtype not in DTYPES:
         raise UsageError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     compiled = {d: _compiled(model, compile, d) for d in DTYPES}
-    counts = {d: count_for(compiled[d], profile, d) for d in DTYPES}
+    if loop_layers is None:
+        loops = choose_loop_layers(compiled["fp32"], profile, size_budget_bytes)
+    else:
+        loops = frozenset(int(li) for li in loop_layers)
+    counts = {d: count_for(compiled[d], profile, d, loops) for d in DTYPES}
     if dtype is None:
         dtype = _choose(counts, profile, sizes[0], has_hidden=bool(compiled["int8"].hidden))
-    return estimate_counts(counts, profile, dtype=dtype, batch_sizes=sizes)
+    return estimate_counts(counts, profile, dtype=dtype, batch_sizes=sizes, loop_layers=loops)
 
 
 # Units a budget may be given in, the first being what the cost model counts in (us per call, bytes).

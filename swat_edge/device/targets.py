@@ -106,6 +106,11 @@ class CostCoefficients:
     # once per call when any tanh or sigmoid runs: on a microcontroller libm's tanhf is fetched from flash once
     # and then runs from the instruction cache (0 where a profile does not name it)
     libm_us: float = 0.0
+    # generated C layers emitted as a loop over a weight table (export.c loop_layers): per loop layer, per neuron
+    # and per table entry (zeros included), per batch row (0 where a profile does not name them)
+    loop_layer_ns: float = 0.0
+    loop_row_ns: float = 0.0
+    loop_mac_ns: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,9 @@ class CodeSize:
     """Flash bytes of the generated C (code and constants, libm included) as the size budget counts them:
     call_bytes + mac_bytes x multiply-adds + output_bytes x neuron outputs + libm_call_bytes x tanh/sigmoid
     neurons + libm_bytes once when any is used + relu_bytes / leaky_relu_bytes once when that activation is used
-    (the software-float comparisons a core without an FPU links). Fitted by `calibrate --emulate`."""
+    (the software-float comparisons a core without an FPU links); a layer emitted as a loop instead costs
+    loop_layer_bytes of code and loop_weight_bytes per table entry (weights, zeros included, and biases).
+    Fitted by `calibrate --emulate`; a profile without the loop terms (0) never chooses loops."""
 
     call_bytes: float
     mac_bytes: float
@@ -144,6 +151,8 @@ class CodeSize:
     libm_bytes: float
     relu_bytes: float = 0.0
     leaky_relu_bytes: float = 0.0
+    loop_layer_bytes: float = 0.0
+    loop_weight_bytes: float = 0.0
 
 
 @dataclass(frozen=True)

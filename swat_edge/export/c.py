@@ -38,7 +38,7 @@ import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -68,6 +68,7 @@ __all__ = [
     "FAST_SIGMOID_MAX_ABS_ERROR",
     "INT8_MAX_RELATIVE_MSE",
     "to_c",
+    "loop_layers_allowed",
     "read_c",
     "write_c",
     "with_header_name",
@@ -156,6 +157,7 @@ class CSource:
     int8: Int8Info | None = None
     activation_max_abs_error: dict[str, float] = dataclasses.field(default_factory=dict)  # fast_math only
     input_type: str = "float"  # C type of `in`: "double" for a model with wide inputs (timestamps)
+    loop_layers: tuple[int, ...] = ()  # layers (indices into model.layers) emitted as loops over weight tables
 
     @property
     def input_dtype(self) -> type:
@@ -559,9 +561,9 @@ def _shifted_inputs(input_shift: Sequence[float], read: set[int], double_input: 
     return lines, "x{}"
 
 
-def _float_sum(bias: float, terms: Sequence[tuple[int, float]], source: str) -> str:
+def _float_sum(bias: float, terms: Sequence[tuple[int, float]], source: Callable[[int], str]) -> str:
     parts = [] if bias == 0.0 else [c_float_literal(bias)]
-    parts += [_product(c_float_literal(w), source.format(i)) for i, w in terms]
+    parts += [_product(c_float_literal(w), source(i)) for i, w in terms]
     return _sum_tree(parts)
 
 
@@ -663,26 +665,96 @@ def _groups(units: Sequence[_Unit] | Sequence[_QUnit]) -> list[tuple[str, list]]
     return list(groups.items())
 
 
-def _float_body(plan: _Plan, prefix: str) -> list[str]:
+def loop_eligible(plan: _Plan) -> tuple[bool, ...]:
+    """Per plan layer (hidden layers, then the output layer): can it be emitted as a loop over a weight table?
+    A layer that reads a hidden layer (not the inputs, which may be shifted, filled or double) and whose neurons
+    share one activation."""
+    return tuple(li >= 1 and bool(units) and bool(plan.layers[li - 1]) and len({u.activation for u in units}) == 1
+                 for li, units in enumerate(plan.layers))
+
+
+def loop_layers_allowed(model: SparseMLP) -> tuple[int, ...]:
+    """Indices into model.layers that to_c can emit as loops (loop_layers) for this model."""
+    return tuple(li for li, ok in enumerate(loop_eligible(_lower(model))) if ok)
+
+
+def _table(name: str, rows: Sequence[Sequence[float]]) -> list[str]:
+    """`static const float name[n][m] = {...};` one row per line (wrapped), in flash on a microcontroller."""
+    lines = [f"static const float {name}[{len(rows)}][{len(rows[0])}] = {{"]
+    for row in rows:
+        lines += textwrap.wrap("{" + ", ".join(c_float_literal(v) for v in row) + "},", width=110,
+                               initial_indent="    ", subsequent_indent="     ", break_long_words=False,
+                               break_on_hyphens=False)
+    return [*lines, "};"]
+
+
+def _loop_layer(plan: _Plan, li: int, prefix: str) -> tuple[list[str], list[str]]:
+    """Layer li as a loop: (file-scope tables, statements). Reads the array h{li}, writes h{li+1} (or out).
+    Zero weights stay in the table: the loop multiplies them like any other."""
+    units, previous = plan.layers[li], plan.layers[li - 1]
+    position = {u.index: p for p, u in enumerate(previous)}
+    weights = np.zeros((len(units), len(previous)))
+    for j, u in enumerate(units):
+        for i, w in u.terms:
+            weights[j, position[i]] = w
+    is_output = li == len(plan.layers) - 1
+    name = f"{prefix}_w{li + 1}"
+    tables = [*_table(name, weights.tolist()), *_table(f"{prefix}_b{li + 1}", [[u.bias for u in units]]), ""]
+    target = "out" if is_output else f"h{li + 1}"
+    what = ("outputs (output scaling folded in)" if is_output
+            else f"hidden layer {li + 1}: {units[0].activation} x{len(units)}")
+    lines = [f"    /* {what}, as a loop over {name} ({len(units)} x {len(previous)}, zeros included) */"]
+    if not is_output:
+        lines.append(f"    float h{li + 1}[{len(units)}];")
+    lines += [
+        f"    for (int j = 0; j < {len(units)}; ++j) {{",
+        f"        float z = {prefix}_b{li + 1}[0][j];",
+        f"        for (int i = 0; i < {len(previous)}; ++i) {{",
+        f"            z += {name}[j][i] * h{li}[i];",
+        "        }",
+        f"        {target}[j] = {_act_call(prefix, units[0].activation, 'z')};",
+        "    }",
+    ]
+    return tables, lines
+
+
+def _float_body(plan: _Plan, prefix: str, loops: frozenset[int] = frozenset()) -> tuple[list[str], list[str]]:
+    """(file-scope tables, statements of <prefix>_predict). Layers in `loops` (plan layer indices, each
+    loop_eligible) are loops over weight tables; the layer before a loop writes an array for it."""
+    tables: list[str] = []
     lines: list[str] = []
     n_hidden = len(plan.layers) - 1
+    as_array = {li for li in range(n_hidden) if li + 1 in loops} | {li for li in loops if li < n_hidden}
     for li, units in enumerate(plan.layers):
-        source = f"h{li}_{{}}"
+        if li in loops:
+            layer_tables, layer_lines = _loop_layer(plan, li, prefix)
+            tables += layer_tables
+            lines += layer_lines
+            continue
         if li == 0:
-            shift_lines, source = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms},
-                                                  plan.double_input, plan.input_fill)
+            shift_lines, pattern = _shifted_inputs(plan.input_shift, {i for u in units for i, _ in u.terms},
+                                                   plan.double_input, plan.input_fill)
             lines += shift_lines
+            source = pattern.format
+        elif li - 1 in as_array:
+            position = {u.index: p for p, u in enumerate(plan.layers[li - 1])}
+            source = (lambda array: lambda i: f"{array}[{position[i]}]")(f"h{li}")
+        else:
+            source = f"h{li}_{{}}".format
         if li == n_hidden:
             lines.append("    /* outputs (output scaling folded in) */")
             for u in units:
                 lines += _statement(f"out[{u.index}]", _float_sum(u.bias, u.terms, source))
             continue
+        if li in as_array:
+            lines.append(f"    float h{li + 1}[{len(units)}];")
         for name, group in _groups(units):
             lines.append(f"    /* hidden layer {li + 1}: {name} x{len(group)} */")
             for u in group:
                 expr = _act_call(prefix, u.activation, _float_sum(u.bias, u.terms, source))
-                lines += _statement(f"const float h{li + 1}_{u.index}", expr)
-    return lines
+                lhs = f"h{li + 1}[{units.index(u)}]" if li in as_array else f"const float h{li + 1}_{u.index}"
+                lines += _statement(lhs, expr)
+    return tables, lines
 
 
 def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
@@ -731,6 +803,7 @@ def _banner(
     in_names: Sequence[str],
     out_names: Sequence[str],
     extra: Sequence[str],
+    loops: frozenset[int] = frozenset(),
 ) -> list[str]:
     widths = "-".join(str(w) for w in model.widths)
     acts = ", ".join(f"{n} {k}" for k, n in act_counts.items()) or "none"
@@ -747,7 +820,8 @@ def _banner(
     lines += [f" * {line}" for line in extra]
     lines += [
         f" * {_BANNER_TAG} prefix={prefix} dtype={dtype} fast_math={int(fast_math)} "
-        f"n_inputs={model.n_inputs} n_outputs={model.n_outputs} sha256={sha256}",
+        f"n_inputs={model.n_inputs} n_outputs={model.n_outputs} sha256={sha256}"
+        + (f" loops={','.join(str(li) for li in sorted(loops))}" if loops else ""),
         " */",
     ]
     return lines
@@ -781,19 +855,24 @@ class _Body:
     act_counts: dict[str, int]  # non-identity activations that occur, in ACTIVATIONS order
     int8: Int8Info | None
     notes: tuple[str, ...]
+    tables: tuple[str, ...] = ()  # file-scope weight tables of the layers emitted as loops
 
 
 def _activation_counts(units: Sequence[_Unit] | Sequence[_QUnit]) -> dict[str, int]:
     return {a: n for a in ACTIVATIONS if a != "identity" and (n := sum(u.activation == a for u in units))}
 
 
-def _float_predict(plan: _Plan, prefix: str) -> _Body:
+def _float_predict(plan: _Plan, prefix: str, loops: frozenset[int] = frozenset()) -> _Body:
+    tables, lines = _float_body(plan, prefix, loops)
+    macs = sum(len(plan.layers[li]) * len(plan.layers[li - 1]) if li in loops else sum(len(u.terms) for u in units)
+               for li, units in enumerate(plan.layers))
     return _Body(
-        lines=tuple(_float_body(plan, prefix)),
-        macs=sum(len(u.terms) for units in plan.layers for u in units),
+        lines=tuple(lines),
+        macs=macs,
         act_counts=_activation_counts([u for units in plan.layers[:-1] for u in units]),
         int8=None,
         notes=(),
+        tables=tuple(tables),
     )
 
 
@@ -829,9 +908,14 @@ def _fast_math_errors(used: set[str]) -> tuple[dict[str, float], str]:
     return errors, note
 
 
-def _banner_extra(fast_math: bool, int8: Int8Info | None) -> list[str]:
-    """The banner's lines about approximations: fast_math's error bounds and int8's calibration and drift."""
+def _banner_extra(fast_math: bool, int8: Int8Info | None, loops: frozenset[int] = frozenset()) -> list[str]:
+    """The banner's lines about approximations (fast_math's error bounds, int8's calibration and drift) and the
+    layers emitted as loops."""
     extra = []
+    if loops:
+        layers = ", ".join(str(li + 1) for li in sorted(loops))
+        extra.append(f"Layers {layers} (1 = first hidden) are loops over weight tables (smaller code, zeros "
+                     "multiplied); the others are straight-line.")
     if fast_math:
         extra.append(
             f"fast_math: tanh max abs error {FAST_TANH_MAX_ABS_ERROR:g}, sigmoid {FAST_SIGMOID_MAX_ABS_ERROR:g} "
@@ -878,6 +962,7 @@ def _source_text(
         f'#include "{header_name}"',
         "",
         *_helpers(prefix, set(body.act_counts), fast_math=fast_math, quantizes=quantizes),
+        *body.tables,
         f"void {prefix}_predict(const {input_type} *in, float *out)",
         "{",
         *([] if reads_input else ["    (void)in; /* every output is constant */"]),
@@ -910,11 +995,15 @@ def to_c(
     calibration_rows: np.ndarray | None = None,
     max_relative_mse: float = INT8_MAX_RELATIVE_MSE,
     header_name: str | None = None,
+    loop_layers: Sequence[int] = (),
 ) -> CSource:
     """Generate `<prefix>_predict(const float *in, float *out)` and `<prefix>_predict_batch` as C99 source + header.
 
     dtype "int8": calibrates on `calibration_rows` (raw inputs), else the model's calibration rows, else
-    synthetic rows (said in notes). Deterministic: the same model and options give the same bytes.
+    synthetic rows (said in notes). loop_layers: indices into model.layers (float only) emitted as a loop over a
+    weight table instead of straight-line code: about 4 bytes of flash per weight (zeros included) instead of
+    about 20 per non-zero weight (c_layer_shapes says which layers can be). Deterministic: the same model and
+    options give the same bytes.
     """
     if dtype not in ("float", "int8"):
         raise UsageError(f"dtype {dtype!r}: use 'float' or 'int8'")
@@ -927,10 +1016,11 @@ def to_c(
     plan = _lower(model)
     input_type = "double" if plan.double_input else "float"
     upper = prefix.upper()
+    loops = _check_loop_layers(plan, loop_layers, dtype)
     if dtype == "int8":
         body = _int8_predict(model, plan, prefix, calibration_rows, max_relative_mse)
     else:
-        body = _float_predict(plan, prefix)
+        body = _float_predict(plan, prefix, loops)
     notes = [*notes_list, *macro_notes, *body.notes]
     act_errors: dict[str, float] = {}
     if fast_math:
@@ -946,7 +1036,8 @@ def to_c(
         act_counts=body.act_counts,
         in_names=[f"{upper}_IN_{n}" for n in in_macros],
         out_names=[f"{upper}_OUT_{n}" for n in out_macros],
-        extra=_banner_extra(fast_math, body.int8),
+        extra=_banner_extra(fast_math, body.int8, loops),
+        loops=loops,
     )
     return CSource(
         source=_source_text(
@@ -968,7 +1059,21 @@ def to_c(
         int8=body.int8,
         activation_max_abs_error=act_errors,
         input_type=input_type,
+        loop_layers=tuple(sorted(loops)),
     )
+
+
+def _check_loop_layers(plan: _Plan, loop_layers: Sequence[int], dtype: str) -> frozenset[int]:
+    loops = frozenset(int(li) for li in loop_layers)
+    if loops and dtype != "float":
+        raise UsageError("loop layers are emitted for float C only, not int8")
+    eligible = loop_eligible(plan)
+    for li in sorted(loops):
+        if not 0 <= li < len(eligible) or not eligible[li]:
+            allowed = [k for k, ok in enumerate(eligible) if ok]
+            raise UsageError(f"layer {li} cannot be emitted as a loop (it must read a hidden layer and have one "
+                             f"activation type); loop-able layers of this model: {allowed or 'none'}")
+    return loops
 
 
 def _header(
@@ -1058,7 +1163,7 @@ def read_c(path_c: str | os.PathLike) -> CSource:
     text = p.read_text(encoding="utf-8", errors="replace")
     m = re.search(
         _BANNER_TAG + r" prefix=(\w+) dtype=(float|int8) fast_math=([01]) n_inputs=(\d+) n_outputs=(\d+) "
-        r"sha256=([0-9a-f]{64})",
+        r"sha256=([0-9a-f]{64})(?: loops=([0-9,]+))?",
         text[:4000],
     )
     if m is None:
@@ -1070,7 +1175,8 @@ def read_c(path_c: str | os.PathLike) -> CSource:
         raise ModelFileError(f"{p}: its header {path_h} is missing; keep the .c and .h files together")
     header = path_h.read_text(encoding="utf-8", errors="replace")
     version = re.search(r"Generated by swat-edge ([\w.+-]+);", text[:400])
-    macs = len(re.findall(r"\d[\w.+-]*\s+\*\s+(?:in\[|h\d|q\d|x\d)", text))
+    declared = re.search(r": (\d+) multiply-adds", text[:2000])
+    macs = int(declared.group(1)) if declared else len(re.findall(r"\d[\w.+-]*\s+\*\s+(?:in\[|h\d|q\d|x\d)", text))
     return CSource(
         source=text,
         header=header,
@@ -1086,6 +1192,7 @@ def read_c(path_c: str | os.PathLike) -> CSource:
         activation_counts={},
         notes=(f"read from {p}",),
         input_type="double" if re.search(rf"void {m.group(1)}_predict\(const double \*in", text) else "float",
+        loop_layers=tuple(int(li) for li in m.group(7).split(",")) if m.group(7) else (),
     )
 
 

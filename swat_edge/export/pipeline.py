@@ -9,7 +9,7 @@ import os
 import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal, Sequence, Union
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ..data import model_rows, read_table
 from ..errors import InputError, UsageError
 from ..files import atomic_write_bytes, check_output_path
 from ..model import SparseMLP, fill_missing, load_model, sample_inputs, with_missing_rows
-from .c import CCheckReport, CSource, to_c, verify_c, write_c
+from .c import CCheckReport, CSource, loop_layers_allowed, to_c, verify_c, write_c
 from .cc import NO_COMPILER_HINT, which_c_compiler
 from .onnx import CheckReport, to_onnx, verify_onnx
 from .quantize import DriftReport, measure_drift, quantize_dynamic, quantize_static
@@ -222,6 +222,20 @@ class CExport:
     size_bytes: int  # .c and .h together
 
 
+# Which layers a C export emits as loops: indices, "all" that can be, or a function of the model that chooses.
+LoopLayers = Union[Sequence[int], Literal["all"], Callable[[SparseMLP], Sequence[int]]]
+
+
+def _loops(model: SparseMLP, loop_layers: LoopLayers) -> list[int]:
+    allowed = loop_layers_allowed(model)
+    if isinstance(loop_layers, str):
+        if loop_layers != "all":
+            raise UsageError(f"loop layers {loop_layers!r}: give layer indices, 'all' or a function")
+        return list(allowed)
+    chosen = loop_layers(model) if callable(loop_layers) else loop_layers
+    return [li for li in chosen if li in allowed]
+
+
 def export_c_file(
     model: SparseMLP,
     path: str | os.PathLike,
@@ -235,6 +249,7 @@ def export_c_file(
     heldout_source: str | None = None,
     max_relative_mse: float | None = None,
     cc: str | None = None,
+    loop_layers: LoopLayers = (),
 ) -> CExport:
     """Generate C99 for `model` (export_c.to_c), compile and check it against forward(), then write the .c and .h.
 
@@ -244,6 +259,9 @@ def export_c_file(
     With no C compiler at all the files are written unchecked and `not_verified` says why; a compiler that
     was asked for (cc, $CC) but is missing, a compile error (ToolchainError) or a numerical mismatch
     (NumericsError) raises, and nothing is written.
+    loop_layers: layers to emit as loops (to_c), "all" for every layer that can be, or a function of the model
+    that chooses them (the CLI passes the target's cost model: device.cost.choose_loop_layers); layers the code
+    cannot emit as loops are left straight-line.
     """
     dest = Path(path)
     if dest.suffix != ".c":
@@ -259,6 +277,7 @@ def export_c_file(
         fast_math=fast_math,
         calibration_rows=calibration_rows,
         header_name=header.name,
+        loop_layers=_loops(model, loop_layers) if dtype == "float" else (),
         **options,
     )
     compiler = which_c_compiler(cc)
@@ -335,6 +354,7 @@ def export_file(
     holdout: str | os.PathLike | None = None,
     max_drift: float | None = None,
     drop_unused_inputs: bool = False,
+    loop_layers: LoopLayers = (),
 ) -> FileExport:
     """`swat-edge export`: the output's name picks ONNX fp32, ONNX int8 or C (output_kind), then export_onnx_file
     or export_c_file on the model file, with rows from the calibration and holdout files (read_export_rows).
@@ -359,7 +379,7 @@ def export_file(
         result = export_c_file(
             model, output, force=force, dtype=c_dtype, fast_math=fast_math, prefix=prefix,
             calibration_rows=rows.calibration, heldout_rows=rows.heldout, heldout_source=rows.heldout_source,
-            max_relative_mse=max_drift,
+            max_relative_mse=max_drift, loop_layers=loop_layers,
         )
     else:
         result = export_onnx_file(

@@ -3,9 +3,11 @@ cycle counts of generated C (mcu.emulate_c), and its accuracy on networks it was
 
 The networks are random ones like the search's (calibrate.random_family_model, up to 4 hidden layers of up to 16
 neurons, mixed activations, sparse weights, gated-off neurons), compiled and exported to C as `swat-edge export`
-does, emulated on rows that cover their input range. Only the cost model's terms that exist in straight-line C
-are fitted (call, libm's first use, per layer, per multiply-add, per output, per activation); graph nodes, slices and copies cost
-nothing there. The fit is calibrate.fit_coefficients (non-negative least squares on relative error).
+does, emulated on rows that cover their input range. Only the cost model's terms that exist in generated C
+are fitted (call, libm's first use, per layer, per multiply-add, per output, per activation, and for layers emitted
+as loops per loop, per neuron and per table entry: half the networks have a random subset of their layers as
+loops); graph nodes, slices and copies cost nothing there. The fit is calibrate.fit_coefficients (non-negative
+least squares on relative error).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ..device.cost import TERMS, Counts, coefficient_vector, coefficients_from_v
 from ..device.targets import CodeSize, Provenance, TargetProfile, profile_to_toml
 from ..errors import UsageError
 from ..files import atomic_write_text
-from ..export.c import to_c
+from ..export.c import loop_layers_allowed, to_c
 from ..model import SparseMLP, sample_inputs
 from .calibrate import _compiled, fit_coefficients, nnls, random_family_model
 from .mcu import emulate_c, find_arm_gcc
@@ -32,7 +34,10 @@ __all__ = ["C_TERMS", "EmulatedNetwork", "EmulatedCalibration", "calibrate_emula
 
 # The cost model's terms that straight-line generated C has (the others are left at 0).
 C_TERMS: tuple[str, ...] = ("call_us", "libm_us", "gemm_row_ns", "mac_fp32_ns", "gemm_out_ns", "relu_ns",
-                            "leaky_relu_ns", "tanh_ns", "sigmoid_ns")
+                            "leaky_relu_ns", "tanh_ns", "sigmoid_ns", "loop_layer_ns", "loop_row_ns", "loop_mac_ns")
+# Share of the random networks exported with some layers as loops (a random non-empty subset of those allowed);
+# the others are straight-line, as export emits without a size budget.
+LOOP_SHARE = 0.5
 DEFAULT_FIT_NETWORKS = 100
 DEFAULT_CHECK_NETWORKS = 200
 ROWS_PER_NETWORK = 8
@@ -84,8 +89,8 @@ def _within(relative_errors: list[float]) -> float:
 @dataclass(frozen=True)
 class _Emulated:
     features: np.ndarray  # the cost model's feature vector (C terms only)
-    size_features: np.ndarray  # CodeSize's, in its field order: 1, multiply-adds, outputs, libm neurons, any
-    # libm neuron, any ReLU, any leaky ReLU
+    size_features: np.ndarray  # CodeSize's, in its field order: 1, multiply-adds, outputs, libm call sites, any
+    # libm neuron, any ReLU, any leaky ReLU, loop layers, loop table entries
     latency_us: float
     flash_bytes: int
     widths: tuple[int, ...]
@@ -94,16 +99,29 @@ class _Emulated:
 
 def _size_features(counts: Counts) -> np.ndarray:
     libm = float(counts.tanh + counts.sigmoid)
-    return np.array([1.0, float(counts.macs_fp32), float(counts.gemm_outputs), libm, min(libm, 1.0),
-                     min(float(counts.relu), 1.0), min(float(counts.leaky_relu), 1.0)])
+    return np.array([1.0, float(counts.macs_fp32), float(counts.gemm_outputs), libm - float(counts.loop_libm),
+                     min(libm, 1.0), min(float(counts.relu), 1.0), min(float(counts.leaky_relu), 1.0),
+                     float(counts.loop_layers), float(counts.loop_macs + counts.loop_rows)])
 
 
-def _emulated(model: SparseMLP, target: TargetProfile) -> _Emulated:
-    """One network compiled and exported as `swat-edge export` does, emulated on `target`."""
+def _loop_subset(rng: np.random.Generator, allowed: tuple[int, ...]) -> frozenset[int]:
+    if not allowed or rng.random() >= LOOP_SHARE:
+        return frozenset()
+    while True:
+        chosen = frozenset(li for li in allowed if rng.random() < 0.5)
+        if chosen:
+            return chosen
+
+
+def _emulated(model: SparseMLP, target: TargetProfile, rng: np.random.Generator) -> _Emulated:
+    """One network compiled and exported as `swat-edge export` does (some layers as loops, drawn from rng),
+    emulated on `target`."""
     compiled = _compiled(model, "fp32")
     rows = sample_inputs(compiled, ROWS_PER_NETWORK, seed=1)
-    result = emulate_c(to_c(compiled, prefix="net"), target, rows=rows, reference=compiled)
-    counts = count_for(compiled, target, "fp32")
+    loops = _loop_subset(rng, loop_layers_allowed(compiled))
+    result = emulate_c(to_c(compiled, prefix="net", loop_layers=sorted(loops)), target, rows=rows,
+                       reference=compiled)
+    counts = count_for(compiled, target, "fp32", loops)
     mask = np.array([term in C_TERMS for term in TERMS], dtype=np.float64)
     widths = (compiled.n_inputs, *(layer.n_out for layer in compiled.hidden), compiled.n_outputs)
     return _Emulated(feature_vector(counts, 1) * mask, _size_features(counts), result.latency_us,
@@ -130,7 +148,7 @@ def calibrate_emulated(target: TargetProfile, *, n_fit: int = DEFAULT_FIT_NETWOR
     runs = []
     for i in range(total):
         model = random_family_model(rng, seed=seed * 100_003 + i, max_depth=MAX_DEPTH, max_width=MAX_WIDTH)
-        runs.append(_emulated(model, target))
+        runs.append(_emulated(model, target, rng))
         if progress is not None:
             progress(i + 1, total)
     features = np.array([r.features for r in runs])
@@ -172,7 +190,8 @@ def write_emulated_profile(result: EmulatedCalibration, out: str | os.PathLike, 
         f"EMULATED by `swat-edge calibrate --emulate --target {result.derived_from}` on {p.provenance.date}: the C",
         "that `swat-edge export` generates for random networks, built with arm-none-eabi-gcc, run in an",
         "instruction-set emulator and priced with the core's timing table and the [mcu] flash wait states",
-        "(swat_edge/measure/mcu.py). Terms that straight-line C does not have (graph nodes, slices, copies) are 0.",
+        "(swat_edge/measure/mcu.py), half of them with some layers as loops. Terms C does not have (graph",
+        "nodes, slices, copies) are 0.",
         f"Fit: relative RMS error {result.fit_rmspe:.1%} over {len(result.fitted)} networks; on {len(result.checked)} "
         f"other networks {result.within_share:.0%} predicted within +-{WITHIN:.0%}",
         f"(median error {np.median(errors):.1%}, worst {np.max(errors):.1%}); flash bytes ([code_size], what",

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from ..compile import PIPELINE, PIPELINE_INT8
 from ..data import Dataset, holdout_split, minmax_scaling
-from ..device.cost import Estimate, affine_nodes, count_for, estimate, latency_us
+from ..device.cost import Estimate, affine_nodes, choose_loop_layers, count_for, deployed_bytes, estimate, latency_us
 from ..device.targets import TargetProfile
 from ..errors import DataError, InputError, UsageError
 from ..model import Layer, SparseMLP, forward, hidden_activations, model_stats, random_model
@@ -443,9 +443,12 @@ def _assess(problem: _Problem, net: SoftNetwork, threshold: float) -> Assessment
     """A hard candidate's deployed figures on the target (optimise_latents' `assess`)."""
     model = _hard_model(problem, net, threshold)
     compiled = _compile_unverified(model, problem.dtype)
-    counts = count_for(compiled, problem.target, problem.dtype)
+    loops = choose_loop_layers(compiled, problem.target, problem.budgets.size_bytes) if problem.dtype == "fp32" \
+        else frozenset()
+    counts = count_for(compiled, problem.target, problem.dtype, loops)
     return Assessment(latency_us=float(latency_us(counts, problem.target.cost, 1)),
-                      size_bytes=float(counts.weight_bytes), nonzero_params=model_stats(compiled).nonzero_params)
+                      size_bytes=float(deployed_bytes(counts, problem.target)),
+                      nonzero_params=model_stats(compiled).nonzero_params)
 
 
 def _report_scaled(progress: Callable[[int, int, dict[str, Any]], None], to_scaled: float, step: int, total: int,
@@ -500,9 +503,15 @@ def _best_per_depth(snaps: Iterable[Snapshot | None]) -> dict[int, Snapshot]:
     return out
 
 
+def _estimate(problem: _Problem, model: SparseMLP) -> Estimate:
+    """The model's estimate on the target in the problem's dtype, generated C's loop layers chosen for the size
+    budget as `swat-edge export --size-budget` chooses them."""
+    return estimate(model, problem.target, dtype=problem.dtype, size_budget_bytes=problem.budgets.size_bytes)
+
+
 def _within_budgets(problem: _Problem, model: SparseMLP) -> Estimate | None:
     """The model's verified estimate on the target, or None when it breaks a budget."""
-    exact = estimate(model, problem.target, dtype=problem.dtype)
+    exact = _estimate(problem, model)
     return exact if problem.budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0 else None
 
 
@@ -894,14 +903,14 @@ def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, h
     model = _build(problem, closest)
     line = _least_squares_line(problem, problem.x_train, problem.y_train)
     reachable = [_candidate(problem, _reference_snapshot(LINEAR_DEPTH), line,
-                            estimate(line, problem.target, dtype=problem.dtype), origin="linear")]
+                            _estimate(problem, line), origin="linear")]
     for snap in [closest, *(s for s in _best_per_depth(run.unconstrained).values() if s is not closest)]:
         searched = _build(problem, snap)
-        reachable.append(_candidate(problem, snap, searched, estimate(searched, problem.target, dtype=problem.dtype)))
+        reachable.append(_candidate(problem, snap, searched, _estimate(problem, searched)))
     return SearchResult(
         met_budgets=False, model=None, latent_model=None, chosen=None,
         candidates=tuple(sorted(reachable, key=lambda c: (c.latency_us, c.val_mse))), candidate_models=(),
-        closest=_candidate(problem, closest, model, estimate(model, problem.target, dtype=problem.dtype)),
+        closest=_candidate(problem, closest, model, _estimate(problem, model)),
         metrics={}, dtype=problem.dtype, estimate=None, history=history, finetune_history=(), predictions={},
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
     )
@@ -954,7 +963,8 @@ def run_search(
                              "candidates chosen by validation MSE of the indicators"),)
     return replace(result, model=model, latent_model=classifier(result.latent_model),
                    candidate_models=tuple(classifier(m) for m in result.candidate_models),
-                   estimate=estimate(model, target, dtype=result.dtype), notes=notes,
+                   estimate=estimate(model, target, dtype=result.dtype, size_budget_bytes=budgets.size_bytes),
+                   notes=notes,
                    classification={name: class_figures(model, x, y) for name, (x, y) in splits.items()})
 
 
@@ -1033,7 +1043,7 @@ def _search(
         notes += (f"{dataset.n_rows} rows (< {settings.cross_validation_below_rows}): candidates chosen by "
                   f"{_fold_count(dataset.n_rows, settings.cross_validation_folds)}-fold cross-validation over all "
                   "rows, then refitted on all of them; validation figures are out-of-fold",)
-    est = estimate(final, target, dtype="int8" if settings.int8 else None)
+    est = estimate(final, target, dtype="int8" if settings.int8 else None, size_budget_bytes=problem.budgets.size_bytes)
     return SearchResult(
         met_budgets=True, model=final, latent_model=latent_model, chosen=next(c for c in candidates if c.chosen),
         candidates=candidates, candidate_models=tuple(t.tuned for t in trials), closest=None, metrics=metrics,
