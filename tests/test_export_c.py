@@ -491,6 +491,23 @@ def test_int8_declared_drift_matches_compiled_code() -> None:
 
 
 @needs_cc
+@pytest.mark.parametrize("activation", ["relu", "identity"])
+def test_int8_relu_networks_stay_in_integers_between_layers(activation: str) -> None:
+    """A core without an FPU runs the hidden stack without float: only the inputs are quantized from float and
+    only the outputs dequantized; the declared drift is that of the compiled code (no libm on the way)."""
+    model = random_model((12, 9, 9, 9, 2), activations=activation, per_layer=True, seed=4)  # wide: large sums
+    rows = sample_inputs(model, 512, seed=3)
+    csrc = to_c(model, prefix="iq", dtype="int8", calibration_rows=rows)
+    body = csrc.source[csrc.source.index("void iq_predict("):]
+    assert body.count("(float)(") == 2  # the two outputs
+    assert body.count("iq_q8(") == 12 and body.count("iq_rq(") >= 20  # the inputs; the hidden neurons kept
+    assert "const float h" not in body  # no hidden neuron in float
+    report = verify_c(csrc, model, rows=rows)
+    assert report.relative_mse == pytest.approx(csrc.int8.relative_mse, rel=1e-3)
+    assert report.relative_mse < INT8_MAX_RELATIVE_MSE
+
+
+@needs_cc
 def test_int8_drift_beyond_the_limit_fails_loudly() -> None:
     model = random_model((2, 7, 7, 1), seed=0)
     csrc = to_c(model, prefix="q", dtype="int8")

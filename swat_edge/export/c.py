@@ -18,7 +18,10 @@ int8 scheme (`dtype="int8"`), static and calibrated like the int8 ONNX path:
   multiply-add as a per-layer scale, and it spends all 256 levels on each neuron's own range;
 - weights are int8, symmetric, one scale per output neuron, after folding the input's scale S_i into them;
 - dot products accumulate in int32; one float multiply-add dequantizes (z = s_j * acc + c_j), where c_j
-  holds the bias and the exact (unquantized) offset terms; activations and outputs are computed in float.
+  holds the bias and the exact (unquantized) offset terms; activations and outputs are computed in float;
+- except a ReLU or identity neuron that feeds the next layer: its int8 value comes from the int32 sum in integer
+  arithmetic only, (acc * m + b) >> k clamped (m keeps >= 10 bits and no product leaves int32), so a ReLU
+  network's hidden stack never touches float: on a core without an FPU that is what makes int8 pay.
 The declared drift is the relative MSE (as quantize.DriftReport defines it) of a float32 simulation of that
 arithmetic against forward() on the calibration rows; verify_c checks the compiled code on other rows
 against INT8_MAX_RELATIVE_MSE (or the caller's limit).
@@ -376,12 +379,24 @@ class _QAct:
 
 
 @dataclass(frozen=True)
+class _IntRequant:
+    """A ReLU / identity neuron's int8 output for the next layer straight from its int32 sum, in integer
+    arithmetic only: q = clamp((acc * mul + add) >> shift, floor, 127); floor is the quantized 0 for ReLU."""
+
+    mul: int
+    add: int  # includes the rounding half, 1 << (shift - 1)
+    shift: int
+    floor: int
+
+
+@dataclass(frozen=True)
 class _QUnit:
     index: int
     activation: str
     scale: float  # z = scale * acc + offset
     offset: float
     terms: tuple[tuple[int, int], ...]  # (source, int8 weight)
+    requant: _IntRequant | None = None  # set: the next layer reads q directly (no float on the way)
 
 
 @dataclass(frozen=True)
@@ -441,8 +456,41 @@ def _quantize_plan(plan: _Plan, rows: np.ndarray) -> _QPlan:
         sources[li] = {i: a for i, a in sources[li].items() if i in used}
         if li > 0:
             layers[li - 1] = tuple(u for u in layers[li - 1] if u.index in used)
+    for li in range(len(layers) - 1):
+        layers[li] = tuple(dataclasses.replace(u, requant=_int_requant(u, sources[li + 1][u.index]))
+                           for u in layers[li])
     return _QPlan(plan.n_inputs, plan.n_outputs, tuple(sources), tuple(layers), plan.input_shift,
                   plan.double_input, plan.input_fill)
+
+
+# Integer requantisation keeps at least this many bits of its multiplier, else the neuron stays in float.
+_MIN_REQUANT_BITS = 10
+_INT32_MAX = 2**31 - 1
+
+
+def _int_requant(u: _QUnit, next_q: _QAct) -> _IntRequant | None:
+    """Integer requantiser of a ReLU / identity neuron for the quantizer `next_q` of the next layer.
+
+    q = round(act(scale * acc + offset) * mul + add) becomes (acc * m + b) >> k with m ~ scale * mul * 2^k: the
+    largest k whose products cannot overflow int32 (|acc| <= 128 sum |w|), so a core without an FPU (or with
+    one) computes the whole hidden stack in integers. ReLU is max(q, q(0)) because mul > 0. None when the
+    multiplier would keep fewer than _MIN_REQUANT_BITS bits (a huge range; the neuron stays in float)."""
+    if u.activation not in ("relu", "identity") or not u.terms:
+        return None
+    real_mul = u.scale * next_q.mul
+    real_add = u.offset * next_q.mul + next_q.add
+    acc_bound = 128 * sum(abs(w) for _, w in u.terms)
+    for shift in range(30, 0, -1):
+        mul = int(round(real_mul * 2.0**shift))
+        add = int(round(real_add * 2.0**shift)) + (1 << (shift - 1))
+        if acc_bound * mul + abs(add) <= _INT32_MAX:
+            break
+    else:
+        return None
+    if mul < 2**_MIN_REQUANT_BITS:
+        return None
+    floor = int(_q8_numpy(np.array([next_q.add], dtype=np.float32))[0]) if u.activation == "relu" else -128
+    return _IntRequant(mul, add, shift, floor)
 
 
 def _q8_numpy(t: np.ndarray) -> np.ndarray:
@@ -476,20 +524,26 @@ def _simulate_int8(qplan: _QPlan, x: np.ndarray) -> np.ndarray:
     else:
         x = (x.astype(np.float32) - _shift_vector(qplan).astype(np.float32)).astype(np.float32)
     prev: dict[int, np.ndarray] = {i: x[:, i] for i in range(qplan.n_inputs)}
+    prev_q: dict[int, np.ndarray] = {}  # int8 values the previous layer requantized in integers
     out = np.zeros((len(x), qplan.n_outputs), dtype=np.float64)
     for li, qunits in enumerate(qplan.layers):
-        q = {i: _q8_numpy((prev[i] * f(a.mul)).astype(f) + f(a.add)) for i, a in qplan.sources[li].items()}
-        current = {}
+        q = {i: prev_q[i] if i in prev_q else _q8_numpy((prev[i] * f(a.mul)).astype(f) + f(a.add))
+             for i, a in qplan.sources[li].items()}
+        current, current_q = {}, {}
         for u in qunits:
             acc = np.zeros(len(x), dtype=np.int64)
             for i, w in u.terms:
                 acc += w * q[i]
+            if u.requant is not None:  # int32 in C; the bounds guarantee no overflow, so int64 gives the same
+                r = u.requant
+                current_q[u.index] = np.clip((acc * r.mul + r.add) >> r.shift, r.floor, 127)
+                continue
             z = ((acc.astype(f) * f(u.scale)).astype(f) + f(u.offset)).astype(f)
             if li == len(qplan.layers) - 1:
                 out[:, u.index] = z
             else:
                 current[u.index] = _act_f32(u.activation, z)
-        prev = current
+        prev, prev_q = current, current_q
     return out
 
 
@@ -594,7 +648,8 @@ def _act_call(prefix: str, name: str, expr: str) -> str:
     return expr if name == "identity" else f"{prefix}_{name}({expr})"
 
 
-def _helpers(prefix: str, used: set[str], *, fast_math: bool, quantizes: bool) -> list[str]:
+def _helpers(prefix: str, used: set[str], *, fast_math: bool, quantizes: bool, requantizes: bool = False
+             ) -> list[str]:
     """Static helper functions, only those the body calls (-Wunused-function would reject the rest)."""
     p = prefix
     out: list[str] = []
@@ -637,6 +692,18 @@ def _helpers(prefix: str, used: set[str], *, fast_math: bool, quantizes: bool) -
             f"static inline float {p}_sigmoid(float z)",
             "{",
             f"    return 0.5f + 0.5f * {call};",
+            "}",
+            "",
+        ]
+    if requantizes:
+        out += [
+            "/* int8 from an int32 sum in integers only: (acc * mul + add) >> shift, clamped to [lo, 127]. The",
+            " * constants keep every product within int32; >> on a negative int32 is an arithmetic shift in gcc,",
+            " * clang and the Arm compilers (C99 leaves it to the implementation; CMSIS-NN relies on it too). */",
+            f"static inline int32_t {p}_rq(int32_t acc, int32_t mul, int32_t add, int shift, int32_t lo)",
+            "{",
+            "    int32_t q = (acc * mul + add) >> shift;",
+            "    return q < lo ? lo : (q > 127 ? 127 : q);",
             "}",
             "",
         ]
@@ -761,15 +828,17 @@ def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
     lines: list[str] = []
     n_hidden = len(qplan.layers) - 1
     for li, qunits in enumerate(qplan.layers):
-        if qplan.sources[li]:
+        in_integers = {u.index for u in qplan.layers[li - 1] if u.requant is not None} if li > 0 else set()
+        from_float = {i: a for i, a in qplan.sources[li].items() if i not in in_integers}
+        if from_float:
             what = "inputs (normalisation folded in)" if li == 0 else f"hidden layer {li}"
             lines.append(f"    /* {what} -> int8 */")
             src = f"h{li}_{{}}"
             if li == 0:
-                shift_lines, src = _shifted_inputs(qplan.input_shift, set(qplan.sources[li]), qplan.double_input,
+                shift_lines, src = _shifted_inputs(qplan.input_shift, set(from_float), qplan.double_input,
                                                    qplan.input_fill)
                 lines += shift_lines
-            for i, a in qplan.sources[li].items():
+            for i, a in from_float.items():
                 t = f"{src.format(i)} * {c_float_literal(a.mul)} {_plus(a.add)}"
                 lines += _statement(f"const int32_t q{li}_{i}", f"{prefix}_q8({t})")
         qsource = f"q{li}_{{}}"
@@ -785,9 +854,17 @@ def _int8_body(qplan: _QPlan, prefix: str) -> list[str]:
                 lines += _statement(f"out[{u.index}]", dequant(u))
             continue
         for name, group in _groups(qunits):
-            lines.append(f"    /* hidden layer {li + 1}: {name} x{len(group)} */")
+            integer = [u for u in group if u.requant is not None]
+            lines.append(f"    /* hidden layer {li + 1}: {name} x{len(group)}"
+                         + (f", {len(integer)} requantized in integers */" if integer else " */"))
             for u in group:
-                lines += _statement(f"const float h{li + 1}_{u.index}", _act_call(prefix, u.activation, dequant(u)))
+                if u.requant is None:
+                    lines += _statement(f"const float h{li + 1}_{u.index}",
+                                        _act_call(prefix, u.activation, dequant(u)))
+                    continue
+                r = u.requant
+                lines += _statement(f"const int32_t q{li + 1}_{u.index}",
+                                    f"{prefix}_rq({_int_sum(u.terms, qsource)}, {r.mul}, {r.add}, {r.shift}, {r.floor})")
     return lines
 
 
@@ -954,6 +1031,7 @@ def _source_text(
         includes.append("#include <stdint.h>")
     reads_input = any("in[" in line for line in body.lines)
     quantizes = any(f"{prefix}_q8(" in line for line in body.lines)
+    requantizes = any(f"{prefix}_rq(" in line for line in body.lines)
     src = [
         *banner,
         "",
@@ -961,7 +1039,7 @@ def _source_text(
         "",
         f'#include "{header_name}"',
         "",
-        *_helpers(prefix, set(body.act_counts), fast_math=fast_math, quantizes=quantizes),
+        *_helpers(prefix, set(body.act_counts), fast_math=fast_math, quantizes=quantizes, requantizes=requantizes),
         *body.tables,
         f"void {prefix}_predict(const {input_type} *in, float *out)",
         "{",

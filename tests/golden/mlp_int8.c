@@ -34,6 +34,15 @@ static inline float mlp_sigmoid(float z)
     return 0.5f + 0.5f * tanhf(0.5f * z);
 }
 
+/* int8 from an int32 sum in integers only: (acc * mul + add) >> shift, clamped to [lo, 127]. The
+ * constants keep every product within int32; >> on a negative int32 is an arithmetic shift in gcc,
+ * clang and the Arm compilers (C99 leaves it to the implementation; CMSIS-NN relies on it too). */
+static inline int32_t mlp_rq(int32_t acc, int32_t mul, int32_t add, int shift, int32_t lo)
+{
+    int32_t q = (acc * mul + add) >> shift;
+    return q < lo ? lo : (q > 127 ? 127 : q);
+}
+
 /* Saturate to [-128, 127] (NaN goes to -128), then round half away from zero. */
 static inline int32_t mlp_q8(float t)
 {
@@ -68,9 +77,9 @@ void mlp_predict(const float *in, float *out)
     const int32_t q1_4 = mlp_q8(h1_4 * 761.309448f - 447.38443f);
     const int32_t q1_5 = mlp_q8(h1_5 * 127.5f - 0.5f);
     const int32_t q1_6 = mlp_q8(h1_6 * 127.5f - 0.5f);
-    /* hidden layer 2: relu x1 */
-    const float h2_2 = mlp_relu((float)(127 * q1_0 + 17 * q1_1 + 46 * q1_2 - 82 * q1_3 - 7 * q1_4 - 69 * q1_5
-        - 18 * q1_6) * 4.66522433e-05f - 0.267415524f);
+    /* hidden layer 2: relu x1, 1 requantized in integers */
+    const int32_t q2_2 = mlp_rq(127 * q1_0 + 17 * q1_1 + 46 * q1_2 - 82 * q1_3 - 7 * q1_4 - 69 * q1_5 -
+        18 * q1_6, 27434, -424639786, 21, -128);
     /* hidden layer 2: leaky_relu x2 */
     const float h2_0 = mlp_leaky_relu((float)(127 * q1_0 + 34 * q1_1 - 14 * q1_2 + 60 * q1_3 + 24 * q1_4 -
         50 * q1_5 - 59 * q1_6) * 3.77545621e-05f + 0.681787372f);
@@ -89,14 +98,13 @@ void mlp_predict(const float *in, float *out)
     /* hidden layer 2 -> int8 */
     const int32_t q2_0 = mlp_q8(h2_0 * 157.684311f - 106.476494f);
     const int32_t q2_1 = mlp_q8(h2_1 * 319.887634f - 175.57666f);
-    const int32_t q2_2 = mlp_q8(h2_2 * 280.402679f - 128.0f);
     const int32_t q2_3 = mlp_q8(h2_3 * 145.948517f - 18.9485168f);
     const int32_t q2_4 = mlp_q8(h2_4 * 892.94873f - 491.274567f);
     const int32_t q2_5 = mlp_q8(h2_5 * 535.574097f - 240.987457f);
     const int32_t q2_6 = mlp_q8(h2_6 * 18196.6133f + 140.753952f);
-    /* hidden layer 3: relu x1 */
-    const float h3_1 = mlp_relu((float)(-47 * q2_0 + 127 * q2_1 - 13 * q2_2 + 104 * q2_3 - 13 * q2_4 -
-        59 * q2_5 + 1 * q2_6) * 1.53261408e-05f + 1.32862115f);
+    /* hidden layer 3: relu x1, 1 requantized in integers */
+    const int32_t q3_1 = mlp_rq(-47 * q2_0 + 127 * q2_1 - 13 * q2_2 + 104 * q2_3 - 13 * q2_4 - 59 * q2_5 +
+        1 * q2_6, 29687, -27794328, 23, -128);
     /* hidden layer 3: leaky_relu x3 */
     const float h3_2 = mlp_leaky_relu((float)(-81 * q2_0 + 69 * q2_1 - 127 * q2_2 - 33 * q2_3 - 53 * q2_4 -
         26 * q2_5 + 1 * q2_6) * 1.56433416e-05f - 0.194700003f);
@@ -111,7 +119,6 @@ void mlp_predict(const float *in, float *out)
         * 3.42837593e-05f - 0.178304732f);
     /* hidden layer 3 -> int8 */
     const int32_t q3_0 = mlp_q8(h3_0 * 221.426575f + 42.3642616f);
-    const int32_t q3_1 = mlp_q8(h3_1 * 230.911758f - 310.607574f);
     const int32_t q3_2 = mlp_q8(h3_2 * 1078.7301f - 101.865578f);
     const int32_t q3_3 = mlp_q8(h3_3 * 43372.2188f + 198.579529f);
     const int32_t q3_4 = mlp_q8(h3_4 * 279.770508f - 27.1212234f);

@@ -34,6 +34,15 @@ static inline float mlp_sigmoid(float z)
     return 0.5f + 0.5f * tanhf(0.5f * z);
 }
 
+/* int8 from an int32 sum in integers only: (acc * mul + add) >> shift, clamped to [lo, 127]. The
+ * constants keep every product within int32; >> on a negative int32 is an arithmetic shift in gcc,
+ * clang and the Arm compilers (C99 leaves it to the implementation; CMSIS-NN relies on it too). */
+static inline int32_t mlp_rq(int32_t acc, int32_t mul, int32_t add, int shift, int32_t lo)
+{
+    int32_t q = (acc * mul + add) >> shift;
+    return q < lo ? lo : (q > 127 ? 127 : q);
+}
+
 /* Saturate to [-128, 127] (NaN goes to -128), then round half away from zero. */
 static inline int32_t mlp_q8(float t)
 {
@@ -52,10 +61,9 @@ void mlp_predict(const float *in, float *out)
     const int32_t q0_1 = mlp_q8(in[1] * 2.18736506f - 111.059082f);
     const int32_t q0_2 = mlp_q8(in[2] * 3.9695735f - 71.3083649f);
     const int32_t q0_3 = mlp_q8(in[3] * 4.52361774f - 1013.52728f);
-    /* hidden layer 1: relu x2 */
-    const float h1_1 = mlp_relu((float)(-24 * q0_0 + 127 * q0_1 - 40 * q0_3) * 3.52033749e-05f -
-        0.431279182f);
-    const float h1_5 = mlp_relu((float)(127 * q0_0 - 57 * q0_1) * 2.94542115e-05f + 0.348660707f);
+    /* hidden layer 1: relu x2, 2 requantized in integers */
+    const int32_t q1_1 = mlp_rq(-24 * q0_0 + 127 * q0_1 - 40 * q0_3, 37179, -522327292, 19, -128);
+    const int32_t q1_5 = mlp_rq(127 * q0_0 - 57 * q0_1, 63215, -321241720, 23, -128);
     /* hidden layer 1: leaky_relu x1 */
     const float h1_4 = mlp_leaky_relu((float)(-3 * q0_0 - 127 * q0_1 + 4 * q0_2) * 7.3960633e-05f +
         0.345079988f);
@@ -66,16 +74,14 @@ void mlp_predict(const float *in, float *out)
     const float h1_6 = mlp_tanh((float)(-127 * q0_1) * 5.10253722e-06f - 0.126870424f);
     /* hidden layer 1 -> int8 */
     const int32_t q1_0 = mlp_q8(h1_0 * 383.529358f + 16.4021397f);
-    const int32_t q1_1 = mlp_q8(h1_1 * 2014.38013f - 128.0f);
     const int32_t q1_3 = mlp_q8(h1_3 * 196.504608f - 69.5046158f);
     const int32_t q1_4 = mlp_q8(h1_4 * 155.724594f - 105.711861f);
-    const int32_t q1_5 = mlp_q8(h1_5 * 255.850449f - 128.0f);
     const int32_t q1_6 = mlp_q8(h1_6 * 1570.36072f + 196.250092f);
-    /* hidden layer 2: identity x1 */
-    const float h2_6 = (float)(127 * q1_3 - 10 * q1_5) * 1.20910672e-05f + 0.155741915f;
-    /* hidden layer 2: relu x2 */
-    const float h2_0 = mlp_relu((float)(13 * q1_1 - 127 * q1_3) * 1.12528028e-06f + 0.359144747f);
-    const float h2_4 = mlp_relu((float)(127 * q1_3) * 3.77656625e-06f + 0.229776293f);
+    /* hidden layer 2: identity x1, 1 requantized in integers */
+    const int32_t q2_6 = mlp_rq(127 * q1_3 - 10 * q1_5, 71960, -6722284, 23, -128);
+    /* hidden layer 2: relu x2, 2 requantized in integers */
+    const int32_t q2_0 = mlp_rq(13 * q1_1 - 127 * q1_3, 60291, 23132871, 23, -128);
+    const int32_t q2_4 = mlp_rq(127 * q1_3, 65937, 2317913, 23, -128);
     /* hidden layer 2: leaky_relu x1 */
     const float h2_5 = mlp_leaky_relu((float)(-51 * q1_0 - 54 * q1_4 - 127 * q1_5) * 9.07228241e-07f +
         0.280443698f);
@@ -88,16 +94,12 @@ void mlp_predict(const float *in, float *out)
     const float h2_3 = mlp_sigmoid((float)(-27 * q1_0 + 2 * q1_1 + 45 * q1_3 - 127 * q1_4 - 87 * q1_5) *
         0.000189442304f - 3.34763718f);
     /* hidden layer 2 -> int8 */
-    const int32_t q2_0 = mlp_q8(h2_0 * 6387.0542f - 2291.61914f);
     const int32_t q2_1 = mlp_q8(h2_1 * 228.068115f + 100.068123f);
     const int32_t q2_2 = mlp_q8(h2_2 * 795.68512f + 1.69361603f);
     const int32_t q2_3 = mlp_q8(h2_3 * 304.393402f - 128.0f);
-    const int32_t q2_4 = mlp_q8(h2_4 * 2081.32349f - 478.462463f);
     const int32_t q2_5 = mlp_q8(h2_5 * 4788.7041f - 1352.56396f);
-    const int32_t q2_6 = mlp_q8(h2_6 * 709.473694f - 111.79615f);
-    /* hidden layer 3: relu x1 */
-    const float h3_3 = mlp_relu((float)(1 * q2_0 + 127 * q2_1 + 47 * q2_3 + 2 * q2_4) * 1.158339e-05f +
-        0.210030168f);
+    /* hidden layer 3: relu x1, 1 requantized in integers */
+    const int32_t q3_3 = mlp_rq(1 * q2_0 + 127 * q2_1 + 47 * q2_3 + 2 * q2_4, 60317, 24114850, 23, -128);
     /* hidden layer 3: tanh x3 */
     const float h3_0 = mlp_tanh((float)(121 * q2_1 - 127 * q2_2 + 1 * q2_5) * 7.89558544e-06f +
         0.0360567421f);
@@ -106,7 +108,6 @@ void mlp_predict(const float *in, float *out)
         3.16698897e-05f + 0.500522017f);
     /* hidden layer 3 -> int8 */
     const int32_t q3_0 = mlp_q8(h3_0 * 641.521545f - 31.1355762f);
-    const int32_t q3_3 = mlp_q8(h3_3 * 620.742798f - 128.0f);
     const int32_t q3_4 = mlp_q8(h3_4 * 917.470154f + 50.5531197f);
     const int32_t q3_6 = mlp_q8(h3_6 * 290.166138f - 116.521835f);
     /* outputs: int32 accumulation, float scaling (output scaling folded in) */
