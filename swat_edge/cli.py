@@ -213,7 +213,7 @@ def search_command(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
     embedding: str = typer.Option("default", "--embedding", help="'default' or an embedding / training folder."),
     latency_budget: Optional[str] = typer.Option(None, "--latency-budget", help="Hard limit on predicted latency per call at batch 1, e.g. 20us."),
-    size_budget: Optional[str] = typer.Option(None, "--size-budget", help="Hard limit on model bytes (weights and biases as deployed), e.g. 4KB."),
+    size_budget: Optional[str] = typer.Option(None, "--size-budget", help="Hard limit on model bytes (on a microcontroller profile the generated C's flash, loop layers allowed; else weights and biases as deployed), e.g. 4KB."),
     tolerance: float = typer.Option(0.05, "--tolerance", help="Choose the cheapest network on the target whose validation MSE is within this share of the best (0.05: 5%)."),
     latency_weight: Optional[float] = typer.Option(None, "--latency-weight", min=0.0, help="Trade-off instead of --tolerance: the relative MSE increase worth a 1% relative latency cut, e.g. 0.5: "
         "0.5% more MSE for 1% less predicted latency (0: accuracy only; budgets still apply)."),
