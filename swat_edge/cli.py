@@ -412,13 +412,20 @@ def export_cmd(
     loops: str = typer.Option("auto", "--loops", help="C output: auto (the --target's cost model chooses; without --target none), none, or all (every layer that reads a hidden layer and has one activation)."),
 ) -> int:
     """Compile a model (passes), export it to ONNX fp32/int8 or C99, verify it against the original, write it."""
+    from .device.targets import list_targets
     from .export.pipeline import export_file
-    from .runs.folder import resolve_export_paths
+    from .runs.folder import resolve_export_paths, run_size_budget
 
-    loop_layers = _loop_choice(loops, target, size_budget, output)
     model_path, output, run_dir = resolve_export_paths(model_path, output, run, candidate=candidate)
     if run_dir is not None:
         stdout.print(f"exporting {model_path} (search run {run_dir})", markup=False)
+    searched_for = run_size_budget(run_dir) if run_dir is not None else None
+    if (searched_for is not None and output.suffix.lower() == ".c" and loops == "auto" and target is None
+            and size_budget is None and searched_for[0] in list_targets()):
+        # the C the search priced: its target's loop choice under its size budget
+        target, budget_bytes = searched_for
+        size_budget = None if budget_bytes is None else f"{budget_bytes:g}"
+    loop_layers = _loop_choice(loops, target, size_budget, output)
     export = export_file(model_path, output, force=force, quantize=quantize, quantize_last=quantize_last, dtype=dtype,
                          fast_math=fast_math, prefix=prefix, calibration=calibration, holdout=holdout, max_drift=max_drift,
                          drop_unused_inputs=drop_unused_inputs, loop_layers=loop_layers)

@@ -685,6 +685,30 @@ def test_cli_export_c_size_budget_makes_layers_loops_on_a_microcontroller(tmp_pa
 
 
 @needs_cc
+def test_cli_export_c_from_a_run_uses_the_target_and_size_budget_it_searched_for(tmp_path: Path, capsys) -> None:
+    from swat_edge.device.cost import estimate
+    from swat_edge.model import save_model
+
+    model = random_model((2, 8, 8, 8, 1), activations="relu", per_layer=True, seed=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_model(model, run / "model.safetensors")
+    budget = int(estimate(model, "cortex-m4", dtype="fp32").model_bytes * 0.6)
+    card = {"target": {"name": "cortex-m4"}, "budgets": {"size_bytes": budget, "latency_us": None}}
+    (run / "card.json").write_text(json.dumps(card))
+    code, stdout, err = run_cli(["export", "--run", run, "-o", tmp_path / "r.c"], capsys)
+    assert (code, err) == (0, "")
+    expected = estimate(model, "cortex-m4", dtype="fp32", size_budget_bytes=budget).loop_layers
+    assert expected and read_c(tmp_path / "r.c").loop_layers == expected
+    # flags win over the card; a run searched without a size budget exports straight-line code
+    code, _, _ = run_cli(["export", "--run", run, "-o", tmp_path / "s.c", "--loops", "none"], capsys)
+    assert code == 0 and read_c(tmp_path / "s.c").loop_layers == ()
+    (run / "card.json").write_text(json.dumps({**card, "budgets": {"size_bytes": None, "latency_us": None}}))
+    code, _, _ = run_cli(["export", "--run", run, "-o", tmp_path / "t.c"], capsys)
+    assert code == 0 and read_c(tmp_path / "t.c").loop_layers == ()
+
+
+@needs_cc
 def test_cli_export_c_int8_reports_drift_on_heldout_rows(example_model_path: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "motor-q.c"
     code, stdout, err = run_cli(

@@ -117,6 +117,22 @@ def latest_run(root: str | os.PathLike = RUNS_DIR) -> Path:
     return run
 
 
+def run_size_budget(run_dir: str | os.PathLike) -> tuple[str, float | None] | None:
+    """(target name, size budget in bytes or None) the run searched for, from its card.json; None when the card
+    is missing or unreadable (the export then uses its own flags)."""
+    import json
+
+    try:
+        card = json.loads((Path(run_dir) / CARD_FILE).read_text(encoding="utf-8"))
+        name = card["target"]["name"]
+        budget = card["budgets"]["size_bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(name, str) or not (budget is None or isinstance(budget, (int, float))):
+        return None
+    return name, None if budget is None else float(budget)
+
+
 def run_model(run_dir: str | os.PathLike, candidate: int | None = None) -> Path:
     """The model file of a search run folder: the chosen one, or front point `candidate` (see card.json's
     selection.front)."""
