@@ -1,0 +1,110 @@
+"""Re-run only swat-edge's search on CORNN tasks and score it against baselines cached by an earlier full run.
+
+    .venv/bin/python benchmarks/rescore_search.py --cache runs/cornn-cache-ebb14a0/full [--tasks a,b] \
+        [--target raspi4] [--set dense_reference_depths=1,2,3,4]
+
+For iterating on the search: a full benchmark row costs minutes of baselines per task, the search seconds. The
+baselines (dense sweep, pruning, random search) come from the cached rows as they are: their points, their
+predicted latencies and their budget levels were computed by the code of the cached run, so only a target whose
+profile has not changed since then gives a fair comparison (the script prints each row's cache fingerprint and
+the profile's date). The search runs with the cached row's seed and the protocol's settings, plus --set
+overrides of SearchSettings fields, and must use the same validation split (checked). Nothing is written: the
+budgeted wins/ties/losses and median ratios against the dense sweep are printed next to the cached search's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import compare_tables  # noqa: E402
+from benchmarks.compare_data import load_cornn  # noqa: E402
+from benchmarks.compare_task import Protocol, run_searches, search_split  # noqa: E402
+from benchmarks.cornn import REPLICATION_TASKS  # noqa: E402
+
+
+def overrides(pairs: list[str], settings) -> dict:
+    """--set name=value for SearchSettings fields (tuples as comma-separated integers, numbers, strings)."""
+    out = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if not hasattr(settings, name):
+            raise SystemExit(f"--set {pair}: SearchSettings has no field {name!r}")
+        current = getattr(settings, name)
+        if isinstance(current, tuple):
+            out[name] = tuple(int(v) for v in text.split(",") if v)
+        elif isinstance(current, bool):
+            out[name] = text.lower() in ("1", "true", "yes")
+        elif isinstance(current, (int, float)):
+            out[name] = type(current)(text)
+        else:
+            out[name] = text
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", required=True, help="a cornn.py cache folder with finished rows")
+    parser.add_argument("--tasks", default=",".join(REPLICATION_TASKS))
+    parser.add_argument("--target", default="raspi4")
+    parser.add_argument("--set", action="append", default=[], help="SearchSettings field=value (repeatable)")
+    args = parser.parse_args()
+    from swat_edge.device.targets import load_target
+    from swat_edge.search.embedding.storage import load_embedding
+
+    cornn = Path(os.environ.get("SWAT_EDGE_CORNN", ROOT.parent / "shared" / "cornn"))
+    embedding = load_embedding("default")
+    target = load_target(args.target)
+    print(f"target {target.name}: profile {target.provenance.kind} of {target.provenance.date}")
+    old_rows, new_rows, walls = [], [], []
+    for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
+        cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
+        if not cached:
+            print(f"{slug}: not in {args.cache}, skipped")
+            continue
+        entry = json.loads(cached[0].read_text())
+        row = entry["row"]
+        task = load_cornn(str(cornn), slug, embedding.config.family.max_inputs)
+        settings = Protocol().search_settings(row["seed"])
+        settings = dataclasses.replace(settings, **overrides(args.set, settings))
+        split = search_split(task, settings)
+        if split.validation_sha256 != row["validation_sha256"]:
+            raise SystemExit(f"{slug}: the split differs from the cached row's; not comparable")
+        methods, wall = {}, {}
+        t0 = time.perf_counter()
+        run_searches(task, split, settings, embedding, {target.name: target}, methods, wall)
+        walls.append(time.perf_counter() - t0)
+        fresh = {**row, "methods": {**row["methods"], **methods}}
+        old_rows.append(row)
+        new_rows.append(fresh)
+        ratios = []
+        for r in (row, fresh):
+            swat = compare_tables.choose_within(compare_tables.points_for(r, "swat", target.name), target.name,
+                                                float("inf"))
+            sweep = compare_tables.choose_within(r["methods"]["dense_sweep"], target.name, float("inf"))
+            ratios.append(swat["test_mse"] / sweep["test_mse"])
+        print(f"{slug} (cache {entry['fingerprint']}): search {walls[-1]:.1f} s; unbounded test MSE / the sweep's: "
+              f"cached {ratios[0]:.2f}, now {ratios[1]:.2f}", flush=True)
+    print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s; against the dense sweep "
+          "(wins/ties/losses, median ratio of test MSE):")
+    print("| search | " + " | ".join(compare_tables.LEVELS) + " |")
+    for name, rows in (("cached", old_rows), ("now", new_rows)):
+        table = compare_tables.budgeted(rows, target.name)
+        cells = []
+        for level in compare_tables.LEVELS:
+            s = table[level]["vs"].get("dense_sweep")
+            cells.append("-" if s is None else f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
