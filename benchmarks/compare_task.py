@@ -147,7 +147,7 @@ def validation_mse(model, split: Split) -> float:
 
 
 def start_network(widths: Sequence[int], activation: str, seed: int, split: Split):
-    """A random network scaled as the search scales its dense references (run._dense_entries)."""
+    """A random network scaled as the search scales its dense references (search.references._dense_entries)."""
     from swat_edge.model import random_model
 
     start = random_model(tuple(widths), activations=activation, per_layer=True, seed=seed, normalization=False)

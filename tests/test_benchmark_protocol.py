@@ -69,7 +69,7 @@ def test_the_split_is_the_searchs_own():
 def test_every_restart_is_fitted_by_the_searchs_fitter_with_its_settings_and_validation_rows(monkeypatch):
     """A spy on the Levenberg-Marquardt fitter: `restarts` calls, each with the search's FitSettings and the
     search's validation rows; lowering the restarts or passing other settings fails here."""
-    from swat_edge.search import run as search_fit  # the fitter as the search (and so every baseline) calls it
+    from swat_edge.search import validation as search_fit  # the fitter as the search (and every baseline) calls it
     from swat_edge.search.run import SearchSettings
 
     task = _toy_task()
@@ -95,7 +95,7 @@ def test_every_restart_is_fitted_by_the_searchs_fitter_with_its_settings_and_val
 
 
 def test_beyond_the_full_batch_limit_the_baselines_switch_to_adam_like_the_search(monkeypatch):
-    from swat_edge.search import run as latent  # Adam's fine_tune as the search (and so every baseline) calls it
+    from swat_edge.search import validation as latent  # Adam's fine_tune as the search (and every baseline) calls it
     from swat_edge.search.run import SearchSettings
 
     task = _toy_task()

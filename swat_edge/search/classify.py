@@ -1,7 +1,7 @@
 """Classification on top of the regression search (issue 14, part 2).
 
 The search, its candidates and its fine-tuner work on class indicators: one 0/1 column for two classes (the
-second class), one column per class beyond (several targets, see run._Problem.summary), fitted by least squares,
+second class), one column per class beyond (several targets, see problem.Problem.summary), fitted by least squares,
 which Levenberg-Marquardt does well. Each fitted network's indicator outputs f are then turned into logits by a
 logistic calibration over the training rows, logits = a f + c (a temperature and per-class offsets, fitted by
 cross-entropy), folded exactly into the linear output layer: least squares shapes the scores, cross-entropy their

@@ -7,6 +7,10 @@ itself standardises the target and every scaling is folded into the returned mod
 of the training file decides everything (the best iterate of each start, the candidates, the fine-tuning stop,
 the choice); below SearchSettings.cross_validation_below_rows rows, k-fold cross-validation over the training
 file scores the candidates instead. A test file, when given, is only evaluated.
+
+This module is the orchestration and the result types; what one search shares is in problem.py, the linear and
+dense reference candidates in references.py, fitting and cross-validation in validation.py. Their public names
+are re-exported here, where the CLI, the benchmarks and the tests import them.
 """
 from __future__ import annotations
 
@@ -21,28 +25,37 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..compile import PIPELINE, PIPELINE_INT8
-from ..data import Dataset, holdout_split, minmax_scaling
-from ..device.cost import Estimate, affine_nodes, choose_loop_layers, count_for, deployed_bytes, estimate, latency_us
+from ..data import Dataset
+from ..device.cost import Estimate, affine_nodes, estimate
 from ..device.targets import TargetProfile
-from ..errors import DataError, InputError, UsageError
-from ..model import Layer, SparseMLP, forward, hidden_activations, model_stats, random_model
-from .embedding.decode import SoftNetwork, to_sparse_mlp
-from .fit import FitSettings, fit_levenberg_marquardt
-from .classify import (ClassFigures, class_figures, indicator_dataset, stratified_folds, stratified_split,
-                       to_classifier)
-from .inputs import INPUT_METHODS, InputStage, expand_inputs, input_stage
-from .latent import (
-    Assessment,
-    LatentRun,
-    LatentSettings,
-    Snapshot,
-    family_param_count,
-    fine_tune,
-    optimise_latents,
-    snapshot_network,
-)
+from ..errors import InputError, UsageError
+from ..model import Layer, SparseMLP, forward, model_stats
+from .fit import FitSettings
+from .classify import ClassFigures, class_figures, indicator_dataset, to_classifier
+from .inputs import INPUT_METHODS
+from .latent import LatentRun, LatentSettings, Snapshot, optimise_latents
 from .objective import Budgets, ObjectiveWeights
+from .problem import (
+    MIN_TRAIN_ROWS,
+    MIN_VALIDATION_ROWS,
+    Figures,
+    PoolEntry,
+    Problem,
+    Trial,
+    _assess,
+    _build,
+    _estimate,
+    _figures,
+    _figures_of,
+    _prepare_problem,
+    _structure_terms,
+    _within_budgets,
+    input_method,
+    split_and_scale,
+)
+from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
+                         _reference_snapshot, reference_shapes)
+from .validation import _cross_validated_entry, _fine_tune_entry, _fold_count, fit_candidate, uses_cross_validation
 
 __all__ = [
     "MIN_TRAIN_ROWS",
@@ -61,10 +74,10 @@ __all__ = [
     "pareto_front",
     "uses_cross_validation",
     "LINEAR_DEPTH",
+    "reference_shapes",
+    "input_method",
 ]
 
-MIN_TRAIN_ROWS = 16
-MIN_VALIDATION_ROWS = 4
 _PLOT_ROWS = 1000  # predicted-vs-actual points kept for the report
 
 
@@ -160,18 +173,6 @@ def search_settings(*, steps: int, starts: int, latency_weight: float | None, va
 
 
 @dataclass(frozen=True)
-class Figures:
-    """Accuracy on one split: MSE on the target scaled to [-1, 1] by the training rows, and R^2 (both averaged
-    over the targets; per target in mse_per_target and r2_per_target)."""
-
-    mse: float
-    r2: float
-    rows: int
-    mse_per_target: tuple[float, ...] = ()
-    r2_per_target: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
 class Candidate:
     """One depth's best start (or the closest to the budgets): deployed figures on the target and scores."""
 
@@ -220,7 +221,7 @@ class SearchResult:
 def check_dataset(dataset: Dataset, family: Any, embedding_name: str) -> None:
     """Refuse data the embedding's family cannot take (its outputs), with the limit and the fix. Any number of
     features is taken (beyond the family's inputs, through the input stage, search/inputs.py), and any number of
-    targets by a single-output family (see _Problem.summary)."""
+    targets by a single-output family (see problem.Problem.summary)."""
     n_out = dataset.y.shape[1]
     if n_out != family.n_outputs and family.n_outputs != 1:
         raise InputError(
@@ -231,226 +232,6 @@ def check_dataset(dataset: Dataset, family: Any, embedding_name: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    train: np.ndarray
-    val: np.ndarray
-    x_scale: np.ndarray
-    x_offset: np.ndarray
-    y_scale: np.ndarray
-    y_offset: np.ndarray
-    y_mean: np.ndarray  # of the scaled training target
-    y_std: np.ndarray
-    notes: tuple[str, ...]
-
-    def x(self, x: np.ndarray) -> np.ndarray:
-        return x * self.x_scale + self.x_offset
-
-    def y_standard(self, y: np.ndarray) -> np.ndarray:
-        return ((y * self.y_scale + self.y_offset) - self.y_mean) / self.y_std
-
-    @property
-    def output_scale(self) -> np.ndarray:
-        return self.y_std / self.y_scale
-
-    @property
-    def output_offset(self) -> np.ndarray:
-        return (self.y_mean - self.y_offset) / self.y_scale
-
-
-def split_and_scale(dataset: Dataset, *, fraction: float, seed: int, strata: np.ndarray | None = None) -> _Prepared:
-    """Hold out the validation rows (the same share of every stratum, e.g. class, when strata are given), check
-    there is something to learn, fit the [-1, 1] scaling on training rows."""
-    n = dataset.n_rows
-    n_val = max(int(round(fraction * n)), MIN_VALIDATION_ROWS)
-    if n - n_val < MIN_TRAIN_ROWS:
-        raise DataError(
-            dataset.path,
-            f"has {n} rows; the search needs at least {MIN_TRAIN_ROWS + MIN_VALIDATION_ROWS} ({MIN_TRAIN_ROWS} to "
-            f"train and {n_val} held out for validation at --validation {fraction:g}); add rows",
-        )
-    if strata is None:
-        train, val = holdout_split(n, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
-    else:
-        train, val = stratified_split(strata, fraction=fraction, seed=seed, min_rows=MIN_VALIDATION_ROWS)
-    y_train = dataset.y[train]
-    for j, name in enumerate(dataset.target_names):
-        if np.ptp(y_train[:, j]) <= 1e-12 * max(abs(float(y_train[0, j])), 1.0):
-            raise DataError(
-                dataset.path,
-                f"the target is constant ({y_train[0, j]:g}) on all {len(train)} training rows; there is nothing "
-                "to learn (choose another --target-col)",
-                column=name,
-            )
-    x_scale, x_offset = minmax_scaling(dataset.x[train])
-    y_scale, y_offset = minmax_scaling(y_train)
-    y_scaled = y_train * y_scale + y_offset
-    notes = tuple(
-        f"feature {name!r} is constant on the training rows; the model ignores it (export drops that input)"
-        for name, s in zip(dataset.feature_names, x_scale) if s == 0.0
-    )
-    return _Prepared(train, val, x_scale, x_offset, y_scale, y_offset, y_scaled.mean(axis=0),
-                     y_scaled.std(axis=0), notes)
-
-
-def _figures(model: SparseMLP, x: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
-    return _figures_of(forward(model, x), y, prep)
-
-
-def _figures_of(pred: np.ndarray, y: np.ndarray, prep: _Prepared) -> Figures:
-    err = ((pred - y) * prep.y_scale) ** 2
-    centred = ((y - y.mean(axis=0)) * prep.y_scale) ** 2
-    sst = centred.sum(axis=0)
-    r2 = 1.0 - err.sum(axis=0) / np.where(sst > 0, sst, np.nan)
-    return Figures(mse=float(err.mean()), r2=float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
-                   rows=len(y), mse_per_target=tuple(float(v) for v in err.mean(axis=0)),
-                   r2_per_target=tuple(float(v) for v in r2))
-
-
-def _compile_unverified(model: SparseMLP, dtype: str) -> SparseMLP:
-    # The search assesses hundreds of candidates; run_passes' per-pass verification (~10 ms) is left to the
-    # export, which verifies the final model against forward() before writing anything.
-    for pass_fn in PIPELINE_INT8 if dtype == "int8" else PIPELINE:
-        model, _ = pass_fn(model)
-    return model
-
-
-def _search_dtype(target: TargetProfile, force_int8: bool) -> str:
-    if force_int8 or target.int8_policy == "always":
-        return "int8"
-    return "fp32"  # "when_faster" is decided on the final model (cost.choose_dtype)
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """What stays fixed through one run_search call: the split and scaled data, the target and the settings."""
-
-    embedding: Any
-    target: TargetProfile
-    budgets: Budgets
-    settings: SearchSettings
-    prep: _Prepared
-    x_train: np.ndarray  # raw units, as read
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    dtype: str  # what the search assumes the target runs: fp32 or int8
-    model_fields: dict[str, Any]  # the scalings and names every SparseMLP of this search carries
-    to_scaled: float  # standardised MSE x to_scaled = MSE on the [-1, 1]-scaled target
-    param_scale: float  # the family's largest network's parameter count (normalises the sparsity term)
-    # more features than the family takes: the stage mapping them to the search's inputs, and the fields of the
-    # decoded networks on those inputs (their z scaling and names) before they are expanded to all features
-    stage: InputStage | None = None
-    stage_fields: dict[str, Any] = field(default_factory=dict)
-    # several targets and a single-output family: the latent search fits one summary target, the standardised
-    # targets' first principal component (summary = y_standard @ summary), and every decoded network then gets
-    # a K-output layer solved by least squares on its hidden features (fine-tuning trains it with the rest)
-    summary: np.ndarray | None = None
-    strata: np.ndarray | None = None  # a classifier's labels, in the file's order (stratified splits and folds)
-
-    @property
-    def n_inputs(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def latent_inputs(self) -> int:
-        """How many inputs the searched networks take (the stage's, or the data's)."""
-        return self.n_inputs if self.stage is None else len(self.stage.names)
-
-    def latent_y(self, y: np.ndarray) -> np.ndarray:
-        """Targets as the latent search sees them: standardised, or their summary (one column)."""
-        standard = self.prep.y_standard(y)
-        return standard if self.summary is None else (standard @ self.summary)[:, None]
-
-    def decode_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """SparseMLP fields for a decoded network: its outputs are the summary's when there is one."""
-        if self.summary is None:
-            return fields
-        return {**fields, "output_scale": np.ones(1), "output_offset": np.zeros(1), "target_names": ("summary",)}
-
-    def latent_x(self, x: np.ndarray) -> np.ndarray:
-        """Raw rows as the latent search sees them: scaled to [-1, 1], through the stage if there is one."""
-        if self.stage is None:
-            return self.prep.x(x)
-        return self.stage.z(x) * self.stage_fields["input_scale"] + self.stage_fields["input_offset"]
-
-    @functools.cached_property
-    def all_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every row of the training file (training and validation split), in the file's order."""
-        order = np.argsort(np.concatenate([self.prep.train, self.prep.val]))
-        return np.vstack([self.x_train, self.x_val])[order], np.vstack([self.y_train, self.y_val])[order]
-
-
-@dataclass(frozen=True)
-class _PoolEntry:
-    """A network chosen for fine-tuning, with its latent-only score and its verified estimate on the target."""
-
-    score: float  # orders the pool before its cut (single-activation variants, added after it: inf)
-    snapshot: Snapshot
-    model: SparseMLP
-    exact: Estimate
-    projected: bool  # activations projected onto one per layer
-    origin: str = "search"  # or "linear" / "dense": a reference network from outside the latent space
-
-
-@dataclass(frozen=True)
-class _Trial:
-    """A pool entry after fine-tuning: its score decides the chosen network."""
-
-    entry: _PoolEntry
-    score: float
-    tuned: SparseMLP
-    val_mse: float  # of the tuned model, scaled target (out-of-fold with cross-validation)
-    finetune_history: tuple[tuple[int, float], ...]  # (step, validation MSE on the scaled target)
-    out_of_fold: np.ndarray | None = None  # cross-validation: each row's prediction by the fold that held it out
-
-
-def _hard_model(problem: _Problem, net: SoftNetwork, threshold: float, **extra: Any) -> SparseMLP:
-    """A decoded network as a SparseMLP on the data's raw features (expanded through the input stage when the
-    search ran on derived inputs); extra: more SparseMLP fields (provenance, calibration)."""
-    if problem.stage is None:
-        model = to_sparse_mlp(net, 0, n_inputs=problem.n_inputs, weight_threshold=threshold,
-                              **problem.decode_fields(problem.model_fields))
-    else:
-        small = to_sparse_mlp(net, 0, n_inputs=problem.latent_inputs, weight_threshold=threshold,
-                              **problem.decode_fields(problem.stage_fields))
-        fields = problem.model_fields
-        model = expand_inputs(small, problem.stage, input_scale=fields["input_scale"],
-                              input_offset=fields["input_offset"], feature_names=fields["feature_names"],
-                              input_fill=fields["input_fill"])
-    if problem.summary is not None:
-        model = _widen_outputs(problem, model)
-    return model.replace(**extra) if extra else model
-
-
-def _widen_outputs(problem: _Problem, model: SparseMLP) -> SparseMLP:
-    """A network decoded for the summary target with an output layer for every target instead: least squares on
-    its active hidden features (a seeded subsample of the training rows), the search's output scaling."""
-    rows = np.random.default_rng(problem.settings.seed).permutation(len(problem.x_train))
-    rows = np.sort(rows[: problem.settings.latent.projection_rows])
-    h = hidden_activations(model, problem.x_train[rows])
-    active = model.hidden[-1].mask if model.hidden else np.ones(h.shape[1], dtype=bool)
-    design = np.hstack([h[:, active], np.ones((len(rows), 1))])
-    coef = np.linalg.lstsq(design, problem.prep.y_standard(problem.y_train[rows]), rcond=None)[0]
-    weight = np.zeros((h.shape[1], coef.shape[1]))
-    weight[active] = coef[:-1]
-    fields = problem.model_fields
-    return model.replace(output=Layer.make(weight, coef[-1], "identity"), output_scale=fields["output_scale"],
-                         output_offset=fields["output_offset"], target_names=fields["target_names"])
-
-
-def _assess(problem: _Problem, net: SoftNetwork, threshold: float) -> Assessment:
-    """A hard candidate's deployed figures on the target (optimise_latents' `assess`)."""
-    model = _hard_model(problem, net, threshold)
-    compiled = _compile_unverified(model, problem.dtype)
-    loops = choose_loop_layers(compiled, problem.target, problem.budgets.size_bytes) if problem.dtype == "fp32" \
-        else frozenset()
-    counts = count_for(compiled, problem.target, problem.dtype, loops)
-    return Assessment(latency_us=float(latency_us(counts, problem.target.cost, 1)),
-                      size_bytes=float(deployed_bytes(counts, problem.target)),
-                      nonzero_params=model_stats(compiled).nonzero_params)
-
-
 def _report_scaled(progress: Callable[[int, int, dict[str, Any]], None], to_scaled: float, step: int, total: int,
                    info: dict[str, Any]) -> None:
     """Pass the search's progress on with its MSE figures on the scaled target."""
@@ -459,28 +240,7 @@ def _report_scaled(progress: Callable[[int, int, dict[str, Any]], None], to_scal
                            "best_val_mse": None if best is None else best * to_scaled})
 
 
-def _build(problem: _Problem, snap: Snapshot) -> SparseMLP:
-    """The snapshot's network as a pruned SparseMLP in raw units, with calibration rows and provenance."""
-    settings = problem.settings
-    provenance = {
-        "generator": "swat-edge search", "embedding_sha256": str(getattr(problem.embedding, "weights_sha256", "")),
-        "target": problem.target.name, "seed": settings.seed, "depth": snap.depth, "start": snap.start,
-        "step": snap.step, "weight_threshold": snap.threshold,
-    }
-    net = snapshot_network(problem.embedding, snap)
-    return _hard_model(problem, net, snap.threshold, provenance=provenance, calibration=_calibration_rows(problem))
-
-
-def _structure_terms(problem: _Problem, model: SparseMLP, exact: Estimate) -> float:
-    """The objective's size and latency terms of a hard model (what the score adds to log MSE)."""
-    w = problem.settings.weights
-    terms = w.sparsity * model_stats(model).nonzero_params / problem.param_scale
-    if w.latency or w.size or problem.budgets.any:
-        terms += w.latency * math.log(exact.latency_us[0]) + w.size * math.log(max(exact.model_bytes, 1))
-    return terms
-
-
-def _candidate(problem: _Problem, snap: Snapshot, model: SparseMLP, exact: Estimate | None, **extra: Any) -> Candidate:
+def _candidate(problem: Problem, snap: Snapshot, model: SparseMLP, exact: Estimate | None, **extra: Any) -> Candidate:
     """The report's figures of one network: the verified estimate where there is one, else the search's."""
     a = snap.assessment
     latency = exact.latency_us[0] if exact is not None else None if a is None else a.latency_us
@@ -503,19 +263,7 @@ def _best_per_depth(snaps: Iterable[Snapshot | None]) -> dict[int, Snapshot]:
     return out
 
 
-def _estimate(problem: _Problem, model: SparseMLP) -> Estimate:
-    """The model's estimate on the target in the problem's dtype, generated C's loop layers chosen for the size
-    budget as `swat-edge export --size-budget` chooses them."""
-    return estimate(model, problem.target, dtype=problem.dtype, size_budget_bytes=problem.budgets.size_bytes)
-
-
-def _within_budgets(problem: _Problem, model: SparseMLP) -> Estimate | None:
-    """The model's verified estimate on the target, or None when it breaks a budget."""
-    exact = _estimate(problem, model)
-    return exact if problem.budgets.violation(exact.latency_us[0], exact.model_bytes) == 0.0 else None
-
-
-def _feasible_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+def _feasible_pool(problem: Problem, run: LatentRun) -> list[PoolEntry]:
     """Each depth's best start within the budgets (the verified estimate agreeing), best latent-only scores
     first, at most finetune_depths of them."""
     pool = []
@@ -523,12 +271,12 @@ def _feasible_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
         model = _build(problem, snap)
         exact = _within_budgets(problem, model)
         if exact is not None:
-            pool.append(_PoolEntry(snap.score, snap, model, exact, projected=False))
+            pool.append(PoolEntry(snap.score, snap, model, exact, projected=False))
     pool.sort(key=lambda entry: (entry.score, entry.snapshot.depth))
     return pool[: max(problem.settings.finetune_depths, 1)]
 
 
-def _single_activation_variants(problem: _Problem, pool: list[_PoolEntry]) -> list[_PoolEntry]:
+def _single_activation_variants(problem: Problem, pool: list[PoolEntry]) -> list[PoolEntry]:
     """The pooled networks with a mixed layer, projected onto one activation per layer (where within budgets)."""
     variants = []
     for entry in pool:
@@ -536,11 +284,11 @@ def _single_activation_variants(problem: _Problem, pool: list[_PoolEntry]) -> li
         if any(a.activations != b.activations for a, b in zip(single.hidden, entry.model.hidden)):  # a mixed layer
             exact = _within_budgets(problem, single)
             if exact is not None:
-                variants.append(_PoolEntry(math.inf, entry.snapshot, single, exact, projected=True))
+                variants.append(PoolEntry(math.inf, entry.snapshot, single, exact, projected=True))
     return variants
 
 
-def _projected_near_miss(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+def _projected_near_miss(problem: Problem, run: LatentRun) -> list[PoolEntry]:
     """The best over-budget network of any depth that meets the budgets once projected onto one activation per
     layer (none, or a list of one)."""
     projected = []
@@ -552,113 +300,11 @@ def _projected_near_miss(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
         if exact is not None:
             val = _figures(model, problem.x_val, problem.y_val, problem.prep).mse / problem.to_scaled
             score = math.log(max(val, 1e-30)) + _structure_terms(problem, model, exact)
-            projected.append(_PoolEntry(score, snap, model, exact, projected=True))
+            projected.append(PoolEntry(score, snap, model, exact, projected=True))
     return sorted(projected, key=lambda entry: (entry.score, entry.snapshot.depth))[:1]
 
 
-LINEAR_DEPTH = 0  # a candidate's depth 0 is the linear model (no hidden layer), start -1: not from the search
-
-
-def _calibration_rows(problem: _Problem) -> np.ndarray:
-    rows = np.random.default_rng(problem.settings.seed).permutation(len(problem.x_train))
-    return problem.x_train[np.sort(rows[: problem.settings.calibration_rows])]
-
-
-def _reference_entry(problem: _Problem, model: SparseMLP, depth: int, origin: str) -> _PoolEntry | None:
-    """A network from outside the latent space as a pool entry (None when it does not meet the budgets)."""
-    exact = _within_budgets(problem, model)
-    if exact is None:
-        return None
-    return _PoolEntry(score=math.inf, snapshot=_reference_snapshot(depth), model=model, exact=exact, projected=False,
-                      origin=origin)
-
-
-def _reference_snapshot(depth: int) -> Snapshot:
-    """The placeholder snapshot of a network from outside the latent space (start -1)."""
-    return Snapshot(depth=depth, start=-1, step=0, val_mse=math.nan, score=math.inf, latent=np.zeros(0),
-                    threshold=0.0, assessment=None, violation=0.0)
-
-
-def _provenance(problem: _Problem, depth: int, fit: str) -> dict[str, Any]:
-    return {"generator": "swat-edge search", "target": problem.target.name, "seed": problem.settings.seed,
-            "depth": depth, "fit": fit}
-
-
-def _least_squares_line(problem: _Problem, x: np.ndarray, y: np.ndarray) -> SparseMLP:
-    """The linear model (no hidden layer) fitted by least squares to raw rows x, y."""
-    fields = problem.model_fields
-    x_n = x * fields["input_scale"] + fields["input_offset"]
-    y_n = (y - fields["output_offset"]) / fields["output_scale"]
-    coef = np.linalg.lstsq(np.hstack([x_n, np.ones((len(x_n), 1))]), y_n, rcond=None)[0]
-    return SparseMLP.make([], Layer.make(coef[:-1], coef[-1], "identity"),
-                          provenance=_provenance(problem, LINEAR_DEPTH, "least squares"),
-                          calibration=_calibration_rows(problem), **fields)
-
-
-def _linear_entry(problem: _Problem) -> _PoolEntry | None:
-    """The least-squares linear model as a candidate, so the search never ends worse than a straight line on
-    validation."""
-    model = _least_squares_line(problem, problem.x_train, problem.y_train)
-    return _reference_entry(problem, model, LINEAR_DEPTH, "linear")
-
-
-# A target whose tanh costs at least this many times its cheapest piecewise-linear activation (generated C on an
-# MCU: libm tanhf is ~160 cycles against ~4 for a ReLU, the price of ~35 multiply-adds) is activation-bound:
-# there a tanh network of the largest width misses the small latency budgets, so its dense references add the
-# cheap activation and a half-width tanh layer (on 8 CORNN tasks under a 9.6 us cortex-m4 budget the best dense
-# network was a 2-4-1 tanh on 4, a ReLU network on the others).
-CHEAP_ACTIVATION_RATIO = 4.0
-
-
-def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int]) -> tuple[tuple[int, int, str], ...]:
-    """The search's dense references on this target as (depth, width, activation): tanh at the largest width
-    for each depth; on an activation-bound target also the cheapest of relu / leaky_relu at each depth and a
-    one-layer tanh of half the width."""
-    depths = tuple(depths)
-    shapes = [(depth, max_width, "tanh") for depth in depths]
-    cheapest = min(("relu", "leaky_relu"), key=lambda a: (getattr(target.cost, f"{a}_ns"), a))
-    if target.cost.tanh_ns >= CHEAP_ACTIVATION_RATIO * getattr(target.cost, f"{cheapest}_ns"):
-        shapes += [(depth, max_width, cheapest) for depth in depths]
-        if max_width >= 2 and 1 in depths:
-            shapes.append((1, max_width // 2, "tanh"))
-    return tuple(shapes)
-
-
-def _dense_entries(problem: _Problem, family: Any) -> list[_PoolEntry]:
-    """The target's dense references (reference_shapes), each from SearchSettings.dense_reference_restarts
-    seeded starts."""
-    entries = []
-    for depth, width, activation in reference_shapes(problem.target, family.max_width,
-                                                     problem.settings.dense_reference_depths):
-        for restart in range(problem.settings.dense_reference_restarts):
-            widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
-            start = random_model(widths, activations=activation, per_layer=True,
-                                 seed=problem.settings.seed + restart, normalization=False)
-            model = start.replace(provenance=_provenance(problem, depth, "dense reference"),
-                                  calibration=_calibration_rows(problem), **problem.model_fields)
-            entry = _reference_entry(problem, model, depth, "dense")
-            if entry is not None:
-                entries.append(entry)
-    return entries
-
-
-def _reference_shape(entry: _PoolEntry) -> tuple[int, int, str]:
-    """A dense reference's (depth, width, activation)."""
-    return entry.snapshot.depth, entry.model.hidden[0].n_out, entry.model.hidden[0].activations[0]
-
-
-def _best_restarts(trials: list[_Trial]) -> list[_Trial]:
-    """One trial per dense reference shape: the restart with the best validation MSE (the others
-    are dropped, so the front is not crowded with restarts of one network)."""
-    best: dict[tuple[int, int, str], _Trial] = {}
-    for trial in (t for t in trials if t.entry.origin == "dense"):
-        shape = _reference_shape(trial.entry)
-        if shape not in best or trial.val_mse < best[shape].val_mse:
-            best[shape] = trial
-    return [t for t in trials if t.entry.origin != "dense" or best[_reference_shape(t.entry)] is t]
-
-
-def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
+def _fine_tune_pool(problem: Problem, run: LatentRun) -> list[PoolEntry]:
     """The networks to fine-tune and choose from.
 
     Each depth's best start within the budgets (`finetune_depths` of them, best latent-only scores first), plus,
@@ -675,93 +321,7 @@ def _fine_tune_pool(problem: _Problem, run: LatentRun) -> list[_PoolEntry]:
     return pool
 
 
-def _reference_pool(problem: _Problem) -> list[_PoolEntry]:
-    """The candidates from outside the latent space (the linear model, then the dense references): they do not
-    depend on the latent search, so they can be fitted while it runs."""
-    linear = _linear_entry(problem)
-    family = getattr(problem.embedding, "module", problem.embedding).config.family
-    return ([linear] if linear is not None else []) + _dense_entries(problem, family)
-
-
-def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                  settings: SearchSettings) -> tuple[SparseMLP, tuple[tuple[int, float], ...]]:
-    """One network fine-tuned as the search fine-tunes every candidate: the fitter `settings.fitter_for` picks for
-    this many rows, early-stopped on (x_val, y_val), the best iterate kept. Returns the model and its (step,
-    validation MSE in raw units) history. Baselines that must get the same care call this."""
-    if settings.fitter_for(len(x_train)) == "lm":
-        fitted = fit_levenberg_marquardt(model, x_train, y_train, x_val=x_val, y_val=y_val, settings=settings.fit)
-        return fitted.model, fitted.history
-    history: list[tuple[int, float]] = []
-    tuned = fine_tune(model, x_train, y_train, x_val=x_val, y_val=y_val, steps=settings.finetune_steps,
-                      lr=settings.finetune_lr, final_lr=settings.finetune_final_lr, seed=settings.seed,
-                      batch_points=settings.finetune_batch_points, history=history,
-                      check_every=settings.finetune_check_every)
-    return tuned, tuple(history)
-
-
-def _trial(problem: _Problem, entry: _PoolEntry, tuned: SparseMLP, val_scaled: float,
-           history: tuple[tuple[int, float], ...], out_of_fold: np.ndarray | None = None) -> _Trial:
-    """A fitted pool entry with its objective score; history comes in raw units and is kept on the scaled target."""
-    score = math.log(max(val_scaled / problem.to_scaled, 1e-30)) + _structure_terms(problem, entry.model, entry.exact)
-    scale2 = float(np.mean(problem.prep.y_scale**2))
-    return _Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history), out_of_fold)
-
-
-def _fine_tune_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
-    tuned, history = fit_candidate(entry.model, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
-                                   problem.settings)
-    return _trial(problem, entry, tuned, _figures(tuned, problem.x_val, problem.y_val, problem.prep).mse, history)
-
-
-def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
-    """Whether a search over `rows` rows (training file) scores its candidates by cross-validation."""
-    return rows < settings.cross_validation_below_rows and settings.fitter_for(rows) == "lm"
-
-
-def _fold_count(rows: int, folds: int) -> int:
-    return min(folds, rows)
-
-
-def _folds(rows: int, folds: int, seed: int, strata: np.ndarray | None = None) -> list[np.ndarray]:
-    """Cross-validation folds over the training file's rows: by class for a classifier, else at random."""
-    if strata is not None:
-        return stratified_folds(strata, _fold_count(rows, folds), seed)
-    return np.array_split(np.random.default_rng(seed).permutation(rows), _fold_count(rows, folds))
-
-
-def _cross_validated_entry(problem: _Problem, entry: _PoolEntry) -> _Trial:
-    """k-fold scores of one candidate (fitted from its start on each fold's complement, stopped on the fold),
-    then the candidate refitted on all rows for the median best iteration count."""
-    settings, prep = problem.settings, problem.prep
-    x_all, y_all = problem.all_rows
-    out_of_fold = np.empty_like(y_all)
-    best_iterations, history, fold_models = [], (), []
-    for held in _folds(len(x_all), settings.cross_validation_folds, settings.seed, problem.strata):
-        kept = np.setdiff1d(np.arange(len(x_all)), held)
-        # The line starts from its own fold's solution: its usual start was fitted on rows of this fold. (The
-        # searched networks' starts come from the latent search on the training split: a mild optimism that
-        # the dense references, from random starts, do not have.)
-        start = _least_squares_line(problem, x_all[kept], y_all[kept]) if entry.origin == "linear" else entry.model
-        fitted = fit_levenberg_marquardt(start, x_all[kept], y_all[kept], x_val=x_all[held],
-                                         y_val=y_all[held], settings=settings.fit)
-        out_of_fold[held] = forward(fitted.model, x_all[held])
-        best_iterations.append(fitted.best_iteration)
-        fold_models.append((fitted.val_mse, fitted.model))
-        history = history or fitted.history
-    iterations = int(np.median(best_iterations))
-    start = _least_squares_line(problem, x_all, y_all) if entry.origin == "linear" else entry.model
-    refit = fit_levenberg_marquardt(start, x_all, y_all, settings=replace(
-        settings.fit, max_iterations=iterations, patience=iterations + 1)).model
-    # A refit without a held-out stop can end where no fold did (measured: on diabetes a network whose every
-    # refit iterate float32 could not reproduce stayed at its start, 5x the folds' MSE on all rows). Then the
-    # fold model that did best on its held-out rows is deployed instead.
-    best_fold = min(fold_models, key=lambda pair: pair[0])[1]
-    if _figures(refit, x_all, y_all, prep).mse > _figures(best_fold, x_all, y_all, prep).mse:
-        refit = best_fold
-    return _trial(problem, entry, refit, _figures_of(out_of_fold, y_all, prep).mse, history, out_of_fold)
-
-
-def _latent_only(problem: _Problem, trials: list[_Trial], chosen: _Trial) -> SparseMLP:
+def _latent_only(problem: Problem, trials: list[Trial], chosen: Trial) -> SparseMLP:
     """What the latent search alone found (the paper's procedure, an ablation figure): the chosen network as
     decoded, before projection and fine-tuning; when a reference network was chosen, the searched network that
     scored best on validation as decoded."""
@@ -773,7 +333,7 @@ def _latent_only(problem: _Problem, trials: list[_Trial], chosen: _Trial) -> Spa
     return _build(problem, chosen.entry.snapshot)
 
 
-def choose(trials: list[_Trial], settings: SearchSettings) -> _Trial:
+def choose(trials: list[Trial], settings: SearchSettings) -> Trial:
     """The chosen network among fine-tuned candidates that all meet the budgets (see SearchSettings.choice)."""
     if settings.choice == "weighted":
         return min(trials, key=lambda trial: (trial.score, trial.entry.snapshot.depth))
@@ -783,7 +343,7 @@ def choose(trials: list[_Trial], settings: SearchSettings) -> _Trial:
                                               trial.entry.snapshot.depth))
 
 
-def _finetune_stage_message(pool: list[_PoolEntry], settings: SearchSettings, train_rows: int,
+def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, train_rows: int,
                             cross_validation_rows: int | None = None) -> str:
     names = ", ".join(f"{e.snapshot.depth}{' (one activation per layer)' if e.projected else ''}" for e in pool
                       if e.origin == "search")
@@ -827,55 +387,7 @@ def _prediction_samples(splits: dict[str, tuple[np.ndarray, np.ndarray]], model:
     return predictions
 
 
-def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, budgets: Budgets,
-                     settings: SearchSettings, strata: np.ndarray | None = None) -> _Problem:
-    prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed, strata=strata)
-    family = getattr(embedding, "module", embedding).config.family
-    stage, stage_fields = _input_stage(dataset, prep, family.max_inputs, settings, classification=strata is not None)
-    return _Problem(
-        summary=_summary(prep.y_standard(dataset.y[prep.train])) if dataset.y.shape[1] > 1 else None,
-        embedding=embedding, target=target, budgets=budgets, settings=settings, prep=prep,
-        x_train=dataset.x[prep.train], y_train=dataset.y[prep.train], x_val=dataset.x[prep.val],
-        y_val=dataset.y[prep.val], dtype=_search_dtype(target, settings.int8),
-        model_fields=dict(
-            input_scale=prep.x_scale, input_offset=prep.x_offset, output_scale=prep.output_scale,
-            output_offset=prep.output_offset, feature_names=dataset.feature_names,
-            target_names=dataset.target_names, input_fill=dataset.input_fill,
-        ),
-        to_scaled=float(np.mean(prep.y_std**2)), param_scale=float(family_param_count(family)),
-        stage=stage, stage_fields=stage_fields, strata=strata,
-    )
-
-
-def _summary(y_standard: np.ndarray) -> np.ndarray:
-    """Weights w with y_standard @ w the standardised targets' first principal component at unit variance."""
-    _, singular, vt = np.linalg.svd(y_standard - y_standard.mean(axis=0), full_matrices=False)
-    direction = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])
-    return direction / max(float(singular[0]) / np.sqrt(len(y_standard)), 1e-12)
-
-
-def input_method(settings: SearchSettings, classification: bool) -> str:
-    """The input stage's method: --inputs, or for "auto" select (regression) / project (classification)."""
-    if settings.inputs != "auto":
-        return settings.inputs
-    return "project" if classification else "select"
-
-
-def _input_stage(dataset: Dataset, prep: _Prepared, max_inputs: int, settings: SearchSettings,
-                 classification: bool) -> tuple[InputStage | None, dict[str, Any]]:
-    """The input stage when the data has more features than the family takes (fitted on the training rows), and
-    the decoded networks' fields on its inputs; (None, {}) otherwise."""
-    if dataset.x.shape[1] <= max_inputs:
-        return None, {}
-    x_train, y_train = dataset.x[prep.train], dataset.y[prep.train]
-    stage = input_stage(input_method(settings, classification), x_train, y_train, max_inputs,
-                        dataset.feature_names, settings.seed)
-    z_scale, z_offset = minmax_scaling(stage.z(x_train))
-    return stage, dict(input_scale=z_scale, input_offset=z_offset, output_scale=prep.output_scale,
-                       output_offset=prep.output_offset, feature_names=stage.names, target_names=dataset.target_names)
-
-
-def _search_latents(problem: _Problem, progress: Callable[[int, int, dict[str, Any]], None] | None) -> LatentRun:
+def _search_latents(problem: Problem, progress: Callable[[int, int, dict[str, Any]], None] | None) -> LatentRun:
     prep = problem.prep
     return optimise_latents(
         problem.embedding, problem.latent_x(problem.x_train), problem.latent_y(problem.y_train),
@@ -888,7 +400,7 @@ def _search_latents(problem: _Problem, progress: Callable[[int, int, dict[str, A
     )
 
 
-def _nothing_within_budgets(problem: _Problem, run: LatentRun, data_path: Any, history: tuple[dict[str, Any], ...],
+def _nothing_within_budgets(problem: Problem, run: LatentRun, data_path: Any, history: tuple[dict[str, Any], ...],
                             split_rows: dict[str, int], timings: dict[str, float]) -> SearchResult:
     """The result when no network met the budgets: the closest one's figures and what is reachable on the target
     (the linear model and each depth's best searched network, not fine-tuned, cheapest first) in `candidates`;
@@ -1053,7 +565,7 @@ def _search(
     )
 
 
-def _cross_validation_figures(problem: _Problem, chosen: _Trial, metrics: dict[str, dict[str, Figures]],
+def _cross_validation_figures(problem: Problem, chosen: Trial, metrics: dict[str, dict[str, Figures]],
                               predictions: dict[str, tuple[np.ndarray, np.ndarray]], split_rows: dict[str, int]
                               ) -> tuple[dict[str, dict[str, Figures]], dict[str, tuple[np.ndarray, np.ndarray]],
                                          dict[str, int]]:

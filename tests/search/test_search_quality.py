@@ -166,9 +166,9 @@ def test_bad_choice_settings_are_usage_errors() -> None:
 def test_a_refit_worse_than_its_folds_is_replaced_by_the_best_fold_model(tiny, monkeypatch) -> None:
     # The refit on all rows has no held-out stop; when it ends worse (on all rows) than the best fold model, that
     # fold model is deployed. Simulated: every refit returns its start with the output layer's bias off by 5.
-    from swat_edge.search import run as run_module
+    from swat_edge.search import validation  # where the search's cross-validation calls the fitter
 
-    real_fit = run_module.fit_levenberg_marquardt
+    real_fit = validation.fit_levenberg_marquardt
 
     def broken_refit(model, x, y, *, x_val=None, y_val=None, settings):
         result = real_fit(model, x, y, x_val=x_val, y_val=y_val, settings=settings)
@@ -177,7 +177,7 @@ def test_a_refit_worse_than_its_folds_is_replaced_by_the_best_fold_model(tiny, m
         output = dataclasses.replace(result.model.output, bias=result.model.output.bias + 5.0)
         return dataclasses.replace(result, model=result.model.replace(output=output))
 
-    monkeypatch.setattr(run_module, "fit_levenberg_marquardt", broken_refit)
+    monkeypatch.setattr(validation, "fit_levenberg_marquardt", broken_refit)
     data = _line_data()
     result = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
     in_sample = float(np.mean((forward(result.model, data.x) - data.y) ** 2))

@@ -1,0 +1,120 @@
+"""The candidates from outside the latent space: the least-squares linear model and the dense reference networks
+the target calls for (reference_shapes). They put on the front what a straight line and a plain dense network buy
+on the target, and they do not depend on the latent search, so run.py fits them while the search runs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..device.targets import TargetProfile
+from ..model import Layer, SparseMLP, random_model
+from .latent import Snapshot
+from .problem import PoolEntry, Problem, Trial, _calibration_rows, _within_budgets
+
+
+LINEAR_DEPTH = 0  # a candidate's depth 0 is the linear model (no hidden layer), start -1: not from the search
+
+
+def _reference_entry(problem: Problem, model: SparseMLP, depth: int, origin: str) -> PoolEntry | None:
+    """A network from outside the latent space as a pool entry (None when it does not meet the budgets)."""
+    exact = _within_budgets(problem, model)
+    if exact is None:
+        return None
+    return PoolEntry(score=math.inf, snapshot=_reference_snapshot(depth), model=model, exact=exact, projected=False,
+                     origin=origin)
+
+
+def _reference_snapshot(depth: int) -> Snapshot:
+    """The placeholder snapshot of a network from outside the latent space (start -1)."""
+    return Snapshot(depth=depth, start=-1, step=0, val_mse=math.nan, score=math.inf, latent=np.zeros(0),
+                    threshold=0.0, assessment=None, violation=0.0)
+
+
+def _provenance(problem: Problem, depth: int, fit: str) -> dict[str, Any]:
+    return {"generator": "swat-edge search", "target": problem.target.name, "seed": problem.settings.seed,
+            "depth": depth, "fit": fit}
+
+
+def _least_squares_line(problem: Problem, x: np.ndarray, y: np.ndarray) -> SparseMLP:
+    """The linear model (no hidden layer) fitted by least squares to raw rows x, y."""
+    fields = problem.model_fields
+    x_n = x * fields["input_scale"] + fields["input_offset"]
+    y_n = (y - fields["output_offset"]) / fields["output_scale"]
+    coef = np.linalg.lstsq(np.hstack([x_n, np.ones((len(x_n), 1))]), y_n, rcond=None)[0]
+    return SparseMLP.make([], Layer.make(coef[:-1], coef[-1], "identity"),
+                          provenance=_provenance(problem, LINEAR_DEPTH, "least squares"),
+                          calibration=_calibration_rows(problem), **fields)
+
+
+def _linear_entry(problem: Problem) -> PoolEntry | None:
+    """The least-squares linear model as a candidate, so the search never ends worse than a straight line on
+    validation."""
+    model = _least_squares_line(problem, problem.x_train, problem.y_train)
+    return _reference_entry(problem, model, LINEAR_DEPTH, "linear")
+
+
+# A target whose tanh costs at least this many times its cheapest piecewise-linear activation (generated C on an
+# MCU: libm tanhf is ~160 cycles against ~4 for a ReLU, the price of ~35 multiply-adds) is activation-bound:
+# there a tanh network of the largest width misses the small latency budgets, so its dense references add the
+# cheap activation and a half-width tanh layer (on 8 CORNN tasks under a 9.6 us cortex-m4 budget the best dense
+# network was a 2-4-1 tanh on 4, a ReLU network on the others).
+CHEAP_ACTIVATION_RATIO = 4.0
+
+
+def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int]) -> tuple[tuple[int, int, str], ...]:
+    """The search's dense references on this target as (depth, width, activation): tanh at the largest width
+    for each depth; on an activation-bound target also the cheapest of relu / leaky_relu at each depth and a
+    one-layer tanh of half the width."""
+    depths = tuple(depths)
+    shapes = [(depth, max_width, "tanh") for depth in depths]
+    cheapest = min(("relu", "leaky_relu"), key=lambda a: (getattr(target.cost, f"{a}_ns"), a))
+    if target.cost.tanh_ns >= CHEAP_ACTIVATION_RATIO * getattr(target.cost, f"{cheapest}_ns"):
+        shapes += [(depth, max_width, cheapest) for depth in depths]
+        if max_width >= 2 and 1 in depths:
+            shapes.append((1, max_width // 2, "tanh"))
+    return tuple(shapes)
+
+
+def _dense_entries(problem: Problem, family: Any) -> list[PoolEntry]:
+    """The target's dense references (reference_shapes), each from SearchSettings.dense_reference_restarts
+    seeded starts."""
+    entries = []
+    for depth, width, activation in reference_shapes(problem.target, family.max_width,
+                                                     problem.settings.dense_reference_depths):
+        for restart in range(problem.settings.dense_reference_restarts):
+            widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
+            start = random_model(widths, activations=activation, per_layer=True,
+                                 seed=problem.settings.seed + restart, normalization=False)
+            model = start.replace(provenance=_provenance(problem, depth, "dense reference"),
+                                  calibration=_calibration_rows(problem), **problem.model_fields)
+            entry = _reference_entry(problem, model, depth, "dense")
+            if entry is not None:
+                entries.append(entry)
+    return entries
+
+
+def _reference_shape(entry: PoolEntry) -> tuple[int, int, str]:
+    """A dense reference's (depth, width, activation)."""
+    return entry.snapshot.depth, entry.model.hidden[0].n_out, entry.model.hidden[0].activations[0]
+
+
+def _best_restarts(trials: list[Trial]) -> list[Trial]:
+    """One trial per dense reference shape: the restart with the best validation MSE (the others
+    are dropped, so the front is not crowded with restarts of one network)."""
+    best: dict[tuple[int, int, str], Trial] = {}
+    for trial in (t for t in trials if t.entry.origin == "dense"):
+        shape = _reference_shape(trial.entry)
+        if shape not in best or trial.val_mse < best[shape].val_mse:
+            best[shape] = trial
+    return [t for t in trials if t.entry.origin != "dense" or best[_reference_shape(t.entry)] is t]
+
+
+def _reference_pool(problem: Problem) -> list[PoolEntry]:
+    """The candidates from outside the latent space (the linear model, then the dense references): they do not
+    depend on the latent search, so they can be fitted while it runs."""
+    linear = _linear_entry(problem)
+    family = getattr(problem.embedding, "module", problem.embedding).config.family
+    return ([linear] if linear is not None else []) + _dense_entries(problem, family)
