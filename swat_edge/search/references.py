@@ -78,13 +78,12 @@ def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int
     return tuple(shapes)
 
 
-def _dense_entries(problem: Problem, family: Any) -> list[PoolEntry]:
-    """The target's dense references (reference_shapes), each from SearchSettings.dense_reference_restarts
-    seeded starts."""
+def _dense_entries(problem: Problem, family: Any, starts: int) -> list[PoolEntry]:
+    """The target's dense references (reference_shapes), each from `starts` seeded starts, in shape order."""
     entries = []
     for depth, width, activation in reference_shapes(problem.target, family.max_width,
                                                      problem.settings.dense_reference_depths):
-        for restart in range(problem.settings.dense_reference_restarts):
+        for restart in range(starts):
             widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
             start = random_model(widths, activations=activation, per_layer=True,
                                  seed=problem.settings.seed + restart, normalization=False)
@@ -112,9 +111,22 @@ def _best_restarts(trials: list[Trial]) -> list[Trial]:
     return [t for t in trials if t.entry.origin != "dense" or best[_reference_shape(t.entry)] is t]
 
 
-def _reference_pool(problem: Problem) -> list[PoolEntry]:
-    """The candidates from outside the latent space (the linear model, then the dense references): they do not
-    depend on the latent search, so they can be fitted while it runs."""
+def _reference_pool(problem: Problem, starts: int) -> list[PoolEntry]:
+    """The candidates from outside the latent space (the linear model, then the dense references from `starts`
+    starts each): they do not depend on the latent search, so they can be fitted while it runs."""
     linear = _linear_entry(problem)
     family = getattr(problem.embedding, "module", problem.embedding).config.family
-    return ([linear] if linear is not None else []) + _dense_entries(problem, family)
+    return ([linear] if linear is not None else []) + _dense_entries(problem, family, starts)
+
+
+def reference_groups(references: list[PoolEntry]) -> list[list[PoolEntry]]:
+    """The reference pool as the units fitted together: the linear model alone, each dense shape's starts."""
+    groups: list[list[PoolEntry]] = []
+    for entry in references:
+        same = (groups and entry.origin == "dense" and groups[-1][0].origin == "dense"
+                and _reference_shape(groups[-1][0]) == _reference_shape(entry))
+        if same:
+            groups[-1].append(entry)
+        else:
+            groups.append([entry])
+    return groups

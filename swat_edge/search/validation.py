@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -50,6 +50,30 @@ def _fine_tune_entry(problem: Problem, entry: PoolEntry) -> Trial:
     tuned, history = fit_candidate(entry.model, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
                                    problem.settings)
     return _trial(problem, entry, tuned, _figures(tuned, problem.x_val, problem.y_val, problem.prep).mse, history)
+
+
+def screens(settings: SearchSettings, train_rows: int, cross_validation_rows: int | None = None) -> bool:
+    """Whether the dense references' starts are screened (SearchSettings.dense_reference_screened_starts): on the
+    holdout split with Levenberg-Marquardt only."""
+    return (settings.dense_reference_screened_starts > settings.dense_reference_restarts
+            and cross_validation_rows is None and settings.fitter_for(train_rows) == "lm")
+
+
+def fit_reference_group(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], group: list[PoolEntry],
+                        *, screen: bool) -> list[Trial]:
+    """One reference group fitted: the first dense_reference_restarts starts with fit_entry, and, screening, of
+    the other starts each fitted for dense_reference_screen_iterations first, the dense_reference_screened_best
+    best on validation fitted on from there (ties: the earlier start)."""
+    keep = problem.settings.dense_reference_restarts
+    if not screen or len(group) <= keep:
+        return [fit_entry(entry) for entry in group]
+    short = replace(problem.settings.fit, max_iterations=problem.settings.dense_reference_screen_iterations)
+    rest = group[keep:]
+    screened = [fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
+                                        y_val=problem.y_val, settings=short) for entry in rest]
+    best = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))[:problem.settings.dense_reference_screened_best]
+    return ([fit_entry(entry) for entry in group[:keep]]
+            + [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)])
 
 
 def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:

@@ -204,3 +204,26 @@ def test_each_reference_shape_is_one_candidate_the_best_of_its_restarts(tiny) ->
              for c, m in zip(result.candidates, result.candidate_models) if c.origin == "dense"]
     assert sorted(dense) == sorted([(1, "tanh"), (2, "tanh"), (3, "tanh"), (1, "relu"), (2, "relu"), (3, "relu"),
                                     (1, "tanh")])
+
+
+def _wavy_data(n: int = 1200, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, size=(n, 2))
+    y = np.sin(3 * x[:, 0]) * np.cos(2 * x[:, 1]) + 0.01 * rng.normal(size=n)
+    return Dataset("wavy.csv", x, y[:, None], ("a", "b"), ("y",), "1" * 64)
+
+
+def test_screened_starts_only_add_to_each_reference_shape(tiny) -> None:
+    """The first dense_reference_restarts starts are fitted exactly as without screening; the screened ones can
+    only lower each shape's best validation MSE (holdout split: >= 1000 rows)."""
+    data = _wavy_data()
+    base = dataclasses.replace(FAST, dense_reference_depths=(1, 2), dense_reference_restarts=2,
+                               dense_reference_screen_iterations=10, dense_reference_screened_best=2)
+    results = {starts: run_search(data, embedding=tiny, target=load_target("raspi4"),
+                                  settings=dataclasses.replace(base, dense_reference_screened_starts=starts))
+               for starts in (0, 6)}
+    best = {starts: {c.depth: c.val_mse for c in r.candidates if c.origin == "dense"} for starts, r in results.items()}
+    assert sorted(best[0]) == sorted(best[6]) == [1, 2]
+    assert all(best[6][d] <= best[0][d] for d in best[0])
+    searched = {s: sorted(c.val_mse for c in r.candidates if c.origin == "search") for s, r in results.items()}
+    assert searched[0] == searched[6]  # screening touches the references only
