@@ -755,11 +755,22 @@ def _table(name: str, rows: Sequence[Sequence[float]]) -> list[str]:
     return [*lines, "};"]
 
 
+def _positions(units: Sequence[_Unit]) -> dict[int, int]:
+    """Neuron index -> its position in the array a layer writes for a loop (emission order)."""
+    return {u.index: p for p, u in enumerate(units)}
+
+
+def _array_source(array: str, units: Sequence[_Unit]) -> Callable[[int], str]:
+    """How code names a neuron of `units` kept in `array`: array[position]."""
+    position = _positions(units)
+    return lambda i: f"{array}[{position[i]}]"
+
+
 def _loop_layer(plan: _Plan, li: int, prefix: str) -> tuple[list[str], list[str]]:
     """Layer li as a loop: (file-scope tables, statements). Reads the array h{li}, writes h{li+1} (or out).
     Zero weights stay in the table: the loop multiplies them like any other."""
     units, previous = plan.layers[li], plan.layers[li - 1]
-    position = {u.index: p for p, u in enumerate(previous)}
+    position = _positions(previous)
     weights = np.zeros((len(units), len(previous)))
     for j, u in enumerate(units):
         for i, w in u.terms:
@@ -804,8 +815,7 @@ def _float_body(plan: _Plan, prefix: str, loops: frozenset[int] = frozenset()) -
             lines += shift_lines
             source = pattern.format
         elif li - 1 in as_array:
-            position = {u.index: p for p, u in enumerate(plan.layers[li - 1])}
-            source = (lambda array: lambda i: f"{array}[{position[i]}]")(f"h{li}")
+            source = _array_source(f"h{li}", plan.layers[li - 1])
         else:
             source = f"h{li}_{{}}".format
         if li == n_hidden:
@@ -815,12 +825,14 @@ def _float_body(plan: _Plan, prefix: str, loops: frozenset[int] = frozenset()) -
             continue
         if li in as_array:
             lines.append(f"    float h{li + 1}[{len(units)}];")
+            target = _array_source(f"h{li + 1}", units)
+        else:
+            target = f"const float h{li + 1}_{{}}".format
         for name, group in _groups(units):
             lines.append(f"    /* hidden layer {li + 1}: {name} x{len(group)} */")
             for u in group:
                 expr = _act_call(prefix, u.activation, _float_sum(u.bias, u.terms, source))
-                lhs = f"h{li + 1}[{units.index(u)}]" if li in as_array else f"const float h{li + 1}_{u.index}"
-                lines += _statement(lhs, expr)
+                lines += _statement(target(u.index), expr)
     return tables, lines
 
 

@@ -364,8 +364,9 @@ def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, tra
         for e in pool if e.origin != "search"))
     if settings.dense_reference_restarts > 1 and any(e.origin == "dense" for e in pool):
         screened = settings.dense_reference_screened_starts
-        more = (f" and the best {settings.dense_reference_screened_best} of {screened - settings.dense_reference_restarts}"
-                f" more after {settings.dense_reference_screen_iterations} iterations"
+        extra = screened - settings.dense_reference_restarts
+        more = (f" and the best {settings.dense_reference_screened_best} of {extra} more after "
+                f"{settings.dense_reference_screen_iterations} iterations"
                 if screens(settings, train_rows, cross_validation_rows) else "")
         references.append(f"{settings.dense_reference_restarts} starts each{more}")
     if cross_validation_rows is not None:

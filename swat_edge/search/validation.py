@@ -71,7 +71,8 @@ def fit_reference_group(problem: Problem, fit_entry: Callable[[PoolEntry], Trial
     rest = group[keep:]
     screened = [fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
                                         y_val=problem.y_val, settings=short) for entry in rest]
-    best = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))[:problem.settings.dense_reference_screened_best]
+    ranked = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))
+    best = ranked[:problem.settings.dense_reference_screened_best]
     return ([fit_entry(entry) for entry in group[:keep]]
             + [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)])
 
