@@ -302,7 +302,7 @@ def size_latency_rows(datasets: Sequence[dict[str, Any]], targets: Sequence[str]
         m = row["methods"]
 
         def cell(key: str) -> str:
-            return f"{m[key]['nonzero']}; " + " / ".join(f"{m[key][f'{t}_us']:.1f}" for t in targets)
+            return f"{m[key]['nonzero']:.0f}; " + " / ".join(f"{m[key][f'{t}_us']:.1f}" for t in targets)
 
         rows.append(f"| {row['name']} | {cell('swat (select)')} | {cell('swat (project)')} | "
                     f"{cell('dense (best on validation)')} |")

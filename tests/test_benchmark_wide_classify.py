@@ -34,25 +34,47 @@ def test_classification_data_is_stratified_and_labelled():
 
 
 def test_the_dense_baseline_is_fitted_and_calibrated_as_the_search_does(monkeypatch):
+    from dataclasses import replace
+
     from swat_edge.search import run as search_run
     from swat_edge.search.run import SearchSettings
 
     train, _ = classify.load("iris")
-    seen = []
-    real_fit = search_run.fit_candidate
+    seen, folds = [], []
+    real_fit, real_cv = search_run.fit_candidate, search_run.cross_validate
 
     def spy(model, x_tr, y_tr, x_val, y_val, settings):
         seen.append((len(x_tr), len(x_val), y_tr.shape[1], settings))
         return real_fit(model, x_tr, y_tr, x_val, y_val, settings)
 
+    def cv_spy(start, x_all, y_all, settings, **options):
+        folds.append((len(x_all), y_all.shape[1], settings, options["strata"]))
+        return real_cv(start, x_all, y_all, settings, **options)
+
     monkeypatch.setattr(search_run, "fit_candidate", spy)
+    monkeypatch.setattr(search_run, "cross_validate", cv_spy)
     monkeypatch.setattr(classify, "DENSE_DEPTHS", (1,))
     monkeypatch.setattr(classify, "DENSE_WIDTHS", (4,))
     monkeypatch.setattr(classify, "DENSE_ACTIVATIONS", ("tanh",))
+    # 112 training rows: below cross_validation_below_rows, scored by the search's folds, stratified by class
     settings = SearchSettings(seed=0)
     model, label, _ = classify.dense_baseline(train, settings)
-    # every start: the search's fitter and settings, its stratified split, one indicator per class
-    assert len(seen) == classify.RESTARTS and all(s[3] is settings for s in seen)
+    assert not seen and len(folds) == classify.RESTARTS
+    assert all(f[:3] == (train.n_rows, 3, settings) for f in folds)
+    assert all(np.array_equal(f[3], train.y[:, 0].astype(int)) for f in folds)
+    assert model.classes == train.classes and label == "4 tanh"
+    # with cross-validation off: every start on the search's stratified holdout split, one indicator per class
+    holdout = replace(settings, cross_validation_below_rows=0)
+    folds.clear()
+    model, label, _ = classify.dense_baseline(train, holdout)
+    assert not folds and len(seen) == classify.RESTARTS and all(s[3] is holdout for s in seen)
     assert {(s[0], s[1], s[2]) for s in seen} == {(train.n_rows - round(0.2 * train.n_rows), round(0.2 * train.n_rows),
                                                     3)}
-    assert model.classes == train.classes and label == "4 tanh"
+    assert model.classes == train.classes
+
+
+def test_classification_splits_differ_by_seed_and_stay_stratified():
+    train0, test0 = classify.load("iris", 0)
+    train1, test1 = classify.load("iris", 1)
+    assert not np.array_equal(test0.x, test1.x)
+    assert sorted(np.bincount(test1.y[:, 0].astype(int))) == sorted(np.bincount(test0.y[:, 0].astype(int)))

@@ -55,8 +55,8 @@ from .problem import (
 )
 from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
                          _reference_snapshot, reference_groups, reference_shapes)
-from .validation import (_cross_validated_entry, _fine_tune_entry, _fold_count, fit_candidate, fit_reference_group,
-                         screens, uses_cross_validation)
+from .validation import (CrossValidated, _cross_validated_entry, _fine_tune_entry, _fold_count, cross_validate,
+                         fit_candidate, fit_reference_group, screens, uses_cross_validation)
 
 __all__ = [
     "MIN_TRAIN_ROWS",
@@ -71,6 +71,8 @@ __all__ = [
     "run_search",
     "search_settings",
     "fit_candidate",
+    "cross_validate",
+    "CrossValidated",
     "choose",
     "pareto_front",
     "uses_cross_validation",

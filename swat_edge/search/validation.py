@@ -6,7 +6,7 @@ the same care.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -93,33 +93,58 @@ def _folds(rows: int, folds: int, seed: int, strata: np.ndarray | None = None) -
     return np.array_split(np.random.default_rng(seed).permutation(rows), _fold_count(rows, folds))
 
 
-def _cross_validated_entry(problem: Problem, entry: PoolEntry) -> Trial:
-    """k-fold scores of one candidate (fitted from its start on each fold's complement, stopped on the fold),
-    then the candidate refitted on all rows for the median best iteration count."""
-    settings, prep = problem.settings, problem.prep
-    x_all, y_all = problem.all_rows
+@dataclass(frozen=True)
+class CrossValidated:
+    """One network scored by k-fold cross-validation and refitted on all rows."""
+
+    model: SparseMLP  # the refit on all rows (or the best fold's model, see cross_validate)
+    out_of_fold: np.ndarray  # each row's prediction by the fold model that held it out
+    history: tuple[tuple[int, float], ...]  # the first fold's (step, held-out MSE in raw units)
+
+
+def cross_validate(start: SparseMLP, x_all: np.ndarray, y_all: np.ndarray, settings: SearchSettings, *,
+                   strata: np.ndarray | None = None, y_scale: np.ndarray | float = 1.0,
+                   fold_start: Callable[[np.ndarray], SparseMLP] | None = None) -> CrossValidated:
+    """k-fold scores of one network (fitted from `start`, or from fold_start(kept rows), on each fold's
+    complement, stopped on the fold), then refitted on all rows for the median best iteration count. The search
+    scores its candidates with this below cross_validation_below_rows rows; a baseline that must get the same
+    care calls it too. y_scale weighs the targets when the refit is compared with the fold models."""
     out_of_fold = np.empty_like(y_all)
     best_iterations, history, fold_models = [], (), []
-    for held in _folds(len(x_all), settings.cross_validation_folds, settings.seed, problem.strata):
+    for held in _folds(len(x_all), settings.cross_validation_folds, settings.seed, strata):
         kept = np.setdiff1d(np.arange(len(x_all)), held)
-        # The line starts from its own fold's solution: its usual start was fitted on rows of this fold. (The
-        # searched networks' starts come from the latent search on the training split: a mild optimism that
-        # the dense references, from random starts, do not have.)
-        start = _least_squares_line(problem, x_all[kept], y_all[kept]) if entry.origin == "linear" else entry.model
-        fitted = fit_levenberg_marquardt(start, x_all[kept], y_all[kept], x_val=x_all[held],
-                                         y_val=y_all[held], settings=settings.fit)
+        fitted = fit_levenberg_marquardt(start if fold_start is None else fold_start(kept), x_all[kept],
+                                         y_all[kept], x_val=x_all[held], y_val=y_all[held], settings=settings.fit)
         out_of_fold[held] = forward(fitted.model, x_all[held])
         best_iterations.append(fitted.best_iteration)
         fold_models.append((fitted.val_mse, fitted.model))
         history = history or fitted.history
     iterations = int(np.median(best_iterations))
-    start = _least_squares_line(problem, x_all, y_all) if entry.origin == "linear" else entry.model
-    refit = fit_levenberg_marquardt(start, x_all, y_all, settings=replace(
+    refit_start = start if fold_start is None else fold_start(np.arange(len(x_all)))
+    refit = fit_levenberg_marquardt(refit_start, x_all, y_all, settings=replace(
         settings.fit, max_iterations=iterations, patience=iterations + 1)).model
     # A refit without a held-out stop can end where no fold did (measured: on diabetes a network whose every
     # refit iterate float32 could not reproduce stayed at its start, 5x the folds' MSE on all rows). Then the
     # fold model that did best on its held-out rows is deployed instead.
     best_fold = min(fold_models, key=lambda pair: pair[0])[1]
-    if _figures(refit, x_all, y_all, prep).mse > _figures(best_fold, x_all, y_all, prep).mse:
+
+    def weighted_mse(model: SparseMLP) -> float:
+        return float(np.mean(((forward(model, x_all) - y_all) * y_scale) ** 2))
+
+    if weighted_mse(refit) > weighted_mse(best_fold):
         refit = best_fold
-    return _trial(problem, entry, refit, _figures_of(out_of_fold, y_all, prep).mse, history, out_of_fold)
+    return CrossValidated(refit, out_of_fold, history)
+
+
+def _cross_validated_entry(problem: Problem, entry: PoolEntry) -> Trial:
+    """A candidate scored by cross_validate over the training file."""
+    x_all, y_all = problem.all_rows
+    # The line starts from its own fold's solution: its usual start was fitted on rows of this fold. (The
+    # searched networks' starts come from the latent search on the training split: a mild optimism that the
+    # dense references, from random starts, do not have.)
+    fold_start = ((lambda rows: _least_squares_line(problem, x_all[rows], y_all[rows]))
+                  if entry.origin == "linear" else None)
+    cv = cross_validate(entry.model, x_all, y_all, problem.settings, strata=problem.strata,
+                        y_scale=problem.prep.y_scale, fold_start=fold_start)
+    return _trial(problem, entry, cv.model, _figures_of(cv.out_of_fold, y_all, problem.prep).mse, cv.history,
+                  cv.out_of_fold)
