@@ -7,7 +7,10 @@ For iterating on the search: a full benchmark row costs minutes of baselines per
 baselines (dense sweep, pruning, random search) come from the cached rows as they are: their points, their
 predicted latencies and their budget levels were computed by the code of the cached run, so only a target whose
 profile has not changed since then gives a fair comparison (the script prints each row's cache fingerprint and
-the profile's date). The search runs with the cached row's seed and the protocol's settings, plus --set
+the profile's date). --reprice re-prices the dense baselines (the sweep and the Adam network) with today's
+profile of the target instead: exact for them, as each is dense at the widths its compiled network kept (checked)
+with one activation, so a target whose profile changed can be re-scored against the sweep (not against pruning
+or random search, whose sparsity patterns the cache does not keep). The search runs with the cached row's seed and the protocol's settings, plus --set
 overrides of SearchSettings fields, and must use the same validation split (checked). Nothing is written: the
 budgeted wins/ties/losses and median ratios against the dense sweep are printed next to the cached search's.
 """
@@ -51,11 +54,29 @@ def overrides(pairs: list[str], settings) -> dict:
     return out
 
 
+def repriced(points: list[dict], target) -> list[dict]:
+    """Dense baseline points with their latency on `target` predicted by today's profile: a dense network of
+    their compiled widths and activation (what the cached row measured, checked by its non-zero count)."""
+    from swat_edge.device.cost import estimate
+    from swat_edge.model import random_model
+
+    out = []
+    for p in points:
+        widths = tuple(p["widths"])
+        dense = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        if dense != p["nonzero"]:
+            raise SystemExit(f"{p['label']}: {p['nonzero']} non-zero parameters, not dense at {widths}: cannot re-price")
+        model = random_model(widths, activations=p["label"].split()[1], per_layer=True, seed=0, normalization=False)
+        out.append({**p, "latency_us": {**p["latency_us"], target.name: float(estimate(model, target).latency_us[0])}})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", required=True, help="a cornn.py cache folder with finished rows")
     parser.add_argument("--tasks", default=",".join(REPLICATION_TASKS))
     parser.add_argument("--target", default="raspi4")
+    parser.add_argument("--reprice", action="store_true", help="re-price the dense baselines on today's profile")
     parser.add_argument("--set", action="append", default=[], help="SearchSettings field=value (repeatable)")
     args = parser.parse_args()
     from swat_edge.device.targets import load_target
@@ -73,6 +94,9 @@ def main() -> None:
             continue
         entry = json.loads(cached[0].read_text())
         row = entry["row"]
+        if args.reprice:
+            row = {**row, "methods": {**row["methods"], **{m: repriced(row["methods"][m], target)
+                                                          for m in ("dense_sweep", "dense_adam")}}}
         task = load_cornn(str(cornn), slug, embedding.config.family.max_inputs)
         settings = Protocol().search_settings(row["seed"])
         settings = dataclasses.replace(settings, **overrides(args.set, settings))
@@ -87,23 +111,31 @@ def main() -> None:
         old_rows.append(row)
         new_rows.append(fresh)
         ratios = []
-        for r in (row, fresh):
+        for r in (row, fresh)[1 if args.reprice else 0:]:
             swat = compare_tables.choose_within(compare_tables.points_for(r, "swat", target.name), target.name,
                                                 float("inf"))
             sweep = compare_tables.choose_within(r["methods"]["dense_sweep"], target.name, float("inf"))
             ratios.append(swat["test_mse"] / sweep["test_mse"])
         print(f"{slug} (cache {entry['fingerprint']}): search {walls[-1]:.1f} s; unbounded test MSE / the sweep's: "
-              f"cached {ratios[0]:.2f}, now {ratios[1]:.2f}", flush=True)
+              + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
     print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s; against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
     print("| search | " + " | ".join(compare_tables.LEVELS) + " |")
-    for name, rows in (("cached", old_rows), ("now", new_rows)):
+    compared = (("now", new_rows),) if args.reprice else (("cached", old_rows), ("now", new_rows))
+    for name, rows in compared:
         table = compare_tables.budgeted(rows, target.name)
         cells = []
         for level in compare_tables.LEVELS:
             s = table[level]["vs"].get("dense_sweep")
             cells.append("-" if s is None else f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nThe search's own choice (unbounded) against the 2-8-8-8-8-1 tanh: median test MSE ratio (wins/ties/losses)"
+          " and that network's non-zero parameters / the chosen one's:")
+    for name, rows in compared:
+        head = compare_tables.headline(rows, target.name)
+        cells = [f"{label} {h['median_ratio']:.2f} ({h['wins']}/{h['ties']}/{h['losses']}), size x{h['median_size_ratio']:.1f}"
+                 for label, h in (("same fitter", head["dense_8x4"]), ("Adam", head["dense_adam"]))]
+        print(f"- {name}: " + "; ".join(cells))
 
 
 if __name__ == "__main__":

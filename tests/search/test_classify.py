@@ -59,25 +59,60 @@ def test_cross_validation_folds_hold_every_class_in_the_same_share():
     assert [f.tolist() for f in folds] == [f.tolist() for f in stratified_folds(labels, 5, seed=0)]
 
 
-def test_the_classifier_is_the_indicator_model_with_a_folded_logistic_map():
+def test_the_classifier_keeps_the_hidden_stack_and_refits_the_output_layer_by_cross_entropy():
+    from swat_edge.model import hidden_activations
+    from swat_edge.search.classify import HEAD_RIDGE
+
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(400, 2))
     labels = (x[:, 0] + 0.3 * x[:, 1] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
     model = random_model((2, 5, 3), seed=1).replace(output_scale=np.array([0.5, 2.0, 1.0]),
                                                     output_offset=np.array([0.1, -0.2, 0.3]))
+    weight = model.output.weight.copy()
+    weight[0, 1] = 0.0  # a zero weight stays zero: C emits nothing for it
+    model = model.replace(output=model.output.__class__.make(weight, model.output.bias, "identity"))
     clf = to_classifier(model, x, labels, ("a", "b", "c"))
     assert clf.classes == ("a", "b", "c") and np.all(clf.output_scale == 1.0) and np.all(clf.output_offset == 0.0)
-    f, logits = forward(model, x), forward(clf, x)
-    # logits are an affine map a f + c of the indicator outputs: the same a for every class
-    a = np.linalg.lstsq(np.hstack([f - f.mean(axis=0)]).reshape(-1, 1), (logits - logits.mean(axis=0)).reshape(-1),
-                        rcond=None)[0][0]
-    np.testing.assert_allclose(logits - a * f, (logits - a * f)[:1].repeat(len(x), axis=0), atol=1e-9)
-    # the map minimises cross-entropy over (a, c): nudging it can only make the log-loss worse
-    def log_loss(z):
-        return -np.mean(np.log(class_probabilities(z)[np.arange(len(x)), labels]))
-    best = log_loss(logits)
-    for da, dc in ((0.05, 0.0), (-0.05, 0.0), (0.0, 0.05)):
-        assert log_loss(logits + da * f + dc * np.eye(3)[0]) >= best - 1e-9
+    for mine, theirs in zip(clf.hidden, model.hidden):
+        np.testing.assert_array_equal(mine.weight, theirs.weight)
+    assert clf.output.weight[0, 1] == 0.0
+    h = hidden_activations(clf, x)
+
+    def penalised(w: np.ndarray, b: np.ndarray) -> float:
+        p = class_probabilities(h @ w + b)[np.arange(len(x)), labels]
+        return float(-np.mean(np.log(p)) + 0.5 * HEAD_RIDGE * np.sum(w ** 2))
+
+    best = penalised(clf.output.weight, clf.output.bias)
+    for i, j in ((0, 0), (2, 1), (4, 2)):  # nudging any free weight or bias can only make the loss worse
+        for delta in (1e-3, -1e-3):
+            w = clf.output.weight.copy()
+            w[i, j] += delta
+            assert penalised(w, clf.output.bias) >= best - 1e-12
+            b = clf.output.bias.copy()
+            b[j] += delta
+            assert penalised(clf.output.weight, b) >= best - 1e-12
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_cross_entropy_head_is_scikit_learns_logistic_regression(classes):
+    from sklearn.linear_model import LogisticRegression
+
+    from swat_edge.search.classify import cross_entropy_head
+
+    rng = np.random.default_rng(classes)
+    h = rng.uniform(-1, 1, size=(300, 4))
+    labels = (h[:, 0] + 0.5 * h[:, 1] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    if classes == 3:
+        labels += (h[:, 2] > 0.4).astype(int)
+    logits = 1 if classes == 2 else classes
+    ridge = 1e-2
+    weight, bias = cross_entropy_head(h, labels, np.full((4, logits), 0.1), np.zeros(logits), ridge=ridge)
+    # scikit-learn's penalty is |w|^2 / (2 C) on the summed loss: C = 1 / (rows x ridge) on the mean
+    oracle = LogisticRegression(C=1.0 / (300 * ridge), tol=1e-10, max_iter=10_000).fit(h, labels)
+    np.testing.assert_allclose(weight, oracle.coef_.T, atol=1e-6)
+    # softmax logits are defined up to a shared shift; the penalty fixes the weights but not the biases' mean
+    np.testing.assert_allclose(bias - bias.mean() * (classes > 2),
+                               oracle.intercept_ - oracle.intercept_.mean() * (classes > 2), atol=1e-6)
 
 
 def test_figures_match_scikit_learn():
