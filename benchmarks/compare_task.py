@@ -16,7 +16,9 @@ predicted latency on each target):
                  same settings and early stopping on the same validation rows), restarted as many times as the
                  search fine-tuned candidates on this task (the larger count of the two targets), the best restart
                  on validation kept. Restart 0 starts from the search's own seed, so the 1x8 and 2x8 tanh networks
-                 reproduce the search's dense references.
+                 reproduce the search's dense references. Below SearchSettings.cross_validation_below_rows
+                 training rows (diabetes in real.py) the restarts are scored and refitted as the search's
+                 candidates are: k-fold cross-validation (out-of-fold MSE chooses the restart), then all rows.
   dense_adam     the family's largest network 2-8-8-8-8-1 (tanh) trained as users usually do: one start, Adam, 3,000
                  steps, cosine learning rate 0.03 -> 0.0005, mini-batches of 256, best validation iterate kept.
   pruned         (b) the dense sweep's best network of each depth, magnitude-pruned per layer (pruned_to: the same
@@ -106,6 +108,8 @@ class Split:
     x_val: np.ndarray
     y_val: np.ndarray
     scaling: dict[str, np.ndarray]  # input_scale, input_offset, output_scale, output_offset
+    x_all: np.ndarray  # the whole training file in its order: what cross-validation splits into folds
+    y_all: np.ndarray  # (rows, 1)
 
     @property
     def validation_sha256(self) -> str:
@@ -130,7 +134,7 @@ def search_split(task: Task, settings) -> Split:
     y = task.y_train[:, None]
     return Split(prep.val, task.x_train[prep.train], y[prep.train], task.x_train[prep.val], y[prep.val],
                  {"input_scale": prep.x_scale, "input_offset": prep.x_offset, "output_scale": prep.output_scale,
-                  "output_offset": prep.output_offset})
+                  "output_offset": prep.output_offset}, task.x_train, y)
 
 
 def fit_like_the_search(model, split: Split, settings):
@@ -167,11 +171,20 @@ class Trained:
 
 
 def best_of_restarts(widths: Sequence[int], activation: str, restarts: int, split: Split, settings) -> Trained:
-    """`restarts` starts of one architecture, each fitted like the search's candidates; the best on validation."""
+    """`restarts` starts of one architecture, each fitted and scored like the search's candidates, the best kept:
+    on the validation split, or below SearchSettings.cross_validation_below_rows rows by the search's k-fold
+    cross-validation (out-of-fold MSE) and a refit on all rows."""
+    from swat_edge.search.run import cross_validate, uses_cross_validation
+
     t0 = time.perf_counter()
-    fitted = [fit_like_the_search(start_network(widths, activation, restart_seed(settings.seed, r), split), split,
-                                  settings) for r in range(restarts)]
-    vals = [validation_mse(m, split) for m in fitted]
+    starts = [start_network(widths, activation, restart_seed(settings.seed, r), split) for r in range(restarts)]
+    if uses_cross_validation(settings, len(split.x_all)):
+        runs = [cross_validate(start, split.x_all, split.y_all, settings) for start in starts]  # one target: no weights
+        fitted = [run.model for run in runs]
+        vals = [float(np.mean((run.out_of_fold - split.y_all) ** 2)) for run in runs]
+    else:
+        fitted = [fit_like_the_search(start, split, settings) for start in starts]
+        vals = [validation_mse(m, split) for m in fitted]
     best = int(np.argmin(vals))
     return Trained(fitted[best], vals[best], tuple(vals), time.perf_counter() - t0)
 

@@ -10,7 +10,8 @@ diabetes (all 10 features), make_friedman1 with 20 and 60 features (5 informativ
 matters a little (what a projection should suit). Methods, each on the same search split:
 - swat-edge `search --target raspi4 --inputs select` and `--inputs project` (the model takes all features);
 - dense MLPs of the family on all features: depth 1-2 x width {4, 8} x {tanh, relu}, each the best of the
-  search's restart count fitted by the search's fitter with its early stopping (benchmarks/compare_task.py);
+  search's restart count fitted by the search's fitter with its early stopping, or below 1,000 rows (diabetes)
+  its k-fold cross-validation and refit on all rows, as the search does (benchmarks/compare_task.py);
 - least-squares linear regression (reference).
 Writes benchmarks/results/wide{,_quick}.{json,md}.
 """

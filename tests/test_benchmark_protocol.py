@@ -72,7 +72,7 @@ def test_every_restart_is_fitted_by_the_searchs_fitter_with_its_settings_and_val
     from swat_edge.search import validation as search_fit  # the fitter as the search (and every baseline) calls it
     from swat_edge.search.run import SearchSettings
 
-    task = _toy_task()
+    task = _toy_task(rows=1200)  # at least cross_validation_below_rows: the holdout split, as the search
     settings = SearchSettings(seed=2)
     split = _split(task, settings)
     calls, real = [], search_fit.fit_levenberg_marquardt
@@ -92,6 +92,32 @@ def test_every_restart_is_fitted_by_the_searchs_fitter_with_its_settings_and_val
     assert all(not np.array_equal(starts[0], w) for w in starts[1:])  # five different starts
     first = calls[0][0]
     assert np.array_equal(first.input_scale, split.scaling["input_scale"])  # scaled as the search's references
+
+
+def test_below_the_cross_validation_limit_every_restart_is_scored_by_the_searchs_folds(monkeypatch):
+    """400 rows: like the search's candidates, each restart is fitted on every fold's complement, stopped on the
+    fold, refitted on all rows, and scored by its out-of-fold MSE."""
+    from swat_edge.model import forward
+    from swat_edge.search import validation as search_fit
+    from swat_edge.search.run import SearchSettings
+
+    task = _toy_task()
+    settings = SearchSettings(seed=2)
+    split = _split(task, settings)
+    calls, real = [], search_fit.fit_levenberg_marquardt
+
+    def spy(model, x_train, y_train, *, x_val=None, y_val=None, settings=None):
+        calls.append((len(x_train), None if x_val is None else len(x_val)))
+        return real(model, x_train, y_train, x_val=x_val, y_val=y_val, settings=replace(settings, max_iterations=3))
+
+    monkeypatch.setattr(search_fit, "fit_levenberg_marquardt", spy)
+    trained = compare_task.best_of_restarts((2, 4, 1), "tanh", 2, split, settings)
+    folds = settings.cross_validation_folds
+    assert calls == [(320, 80)] * folds + [(400, None)] + [(320, 80)] * folds + [(400, None)]
+    assert trained.val_mse == min(trained.restart_val_mse)
+    # the score is out-of-fold: not the refitted model's error on rows it was fitted on
+    in_sample = float(np.mean((forward(trained.model, split.x_all) - split.y_all) ** 2))
+    assert trained.val_mse != pytest.approx(in_sample, rel=1e-6)
 
 
 def test_beyond_the_full_batch_limit_the_baselines_switch_to_adam_like_the_search(monkeypatch):
