@@ -384,12 +384,13 @@ def untrained_embedding(embedding: Any, seed: int):
                      source=f"untrained (seed {seed})", weights_sha256=f"untrained-{seed}")
 
 
-def search(task: Task, split: Split, settings, embedding: Any, target: Any) -> tuple[Any, float]:
-    """run_search as `swat-edge search` runs it, without the test rows; checked to use the benchmark's split."""
+def search(task: Task, split: Split, settings, embedding: Any, target: Any, jobs: int = 1) -> tuple[Any, float]:
+    """run_search as `swat-edge search --jobs` runs it, without the test rows; checked to use the benchmark's
+    split. (The same model for any jobs; the CORNN suite runs tasks side by side with one each.)"""
     from swat_edge.search.run import run_search
 
     t0 = time.perf_counter()
-    result = run_search(as_dataset(task), embedding=embedding, target=target, settings=settings)
+    result = run_search(as_dataset(task), embedding=embedding, target=target, settings=settings, jobs=jobs)
     wall = time.perf_counter() - t0
     if result.model is None or not np.array_equal(result.validation_rows, split.validation_rows):
         raise RuntimeError(f"{task.name}: the search met no budget or used another split than the benchmark's")
@@ -417,11 +418,12 @@ def _utc_now() -> str:
 
 
 def run_searches(task: Task, split: Split, settings, embedding: Any, targets: dict[str, Any],
-                 methods: dict[str, list[dict[str, Any]]], wall: dict[str, float]) -> dict[str, dict[str, Any]]:
+                 methods: dict[str, list[dict[str, Any]]], wall: dict[str, float],
+                 jobs: int = 1) -> dict[str, dict[str, Any]]:
     """swat-edge once per target: its candidates become the method swat@<target>; returns each run's summary."""
     searches = {}
     for name, target in targets.items():
-        result, search_wall = search(task, split, settings, embedding, target)
+        result, search_wall = search(task, split, settings, embedding, target, jobs)
         methods[f"swat@{name}"] = swat_points(result, task, split, targets)
         searches[name] = {"wall_s": search_wall, "candidates": len(result.candidates),
                           "chosen": next(i for i, c in enumerate(result.candidates) if c.chosen),

@@ -36,21 +36,28 @@ from benchmarks.cornn import REPLICATION_TASKS  # noqa: E402
 
 
 def overrides(pairs: list[str], settings) -> dict:
-    """--set name=value for SearchSettings fields (tuples as comma-separated integers, numbers, strings)."""
-    out = {}
+    """--set name=value for SearchSettings fields, or part.name=value for a field of a nested settings object
+    (latent.steps=500, fit.patience=50): tuples as comma-separated integers, numbers, strings."""
+    out: dict = {}
     for pair in pairs:
         name, _, text = pair.partition("=")
-        if not hasattr(settings, name):
+        part, _, field = name.rpartition(".")
+        owner = getattr(settings, part) if part else settings
+        if part and not dataclasses.is_dataclass(owner) or not hasattr(owner, field):
             raise SystemExit(f"--set {pair}: SearchSettings has no field {name!r}")
-        current = getattr(settings, name)
+        current = getattr(owner, field)
         if isinstance(current, tuple):
-            out[name] = tuple(int(v) for v in text.split(",") if v)
+            value = tuple(int(v) for v in text.split(",") if v)
         elif isinstance(current, bool):
-            out[name] = text.lower() in ("1", "true", "yes")
+            value = text.lower() in ("1", "true", "yes")
         elif isinstance(current, (int, float)):
-            out[name] = type(current)(text)
+            value = type(current)(text)
         else:
-            out[name] = text
+            value = text
+        if part:
+            out[part] = dataclasses.replace(out.get(part, owner), **{field: value})
+        else:
+            out[name] = value
     return out
 
 
@@ -76,6 +83,8 @@ def main() -> None:
     parser.add_argument("--cache", required=True, help="a cornn.py cache folder with finished rows")
     parser.add_argument("--tasks", default=",".join(REPLICATION_TASKS))
     parser.add_argument("--target", default="raspi4")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="threads per search, as `swat-edge search --jobs` (default: its default)")
     parser.add_argument("--reprice", action="store_true", help="re-price the dense baselines on today's profile")
     parser.add_argument("--set", action="append", default=[], help="SearchSettings field=value (repeatable)")
     args = parser.parse_args()
@@ -105,7 +114,7 @@ def main() -> None:
             raise SystemExit(f"{slug}: the split differs from the cached row's; not comparable")
         methods, wall = {}, {}
         t0 = time.perf_counter()
-        run_searches(task, split, settings, embedding, {target.name: target}, methods, wall)
+        run_searches(task, split, settings, embedding, {target.name: target}, methods, wall, args.jobs)
         walls.append(time.perf_counter() - t0)
         fresh = {**row, "methods": {**row["methods"], **methods}}
         old_rows.append(row)
@@ -118,7 +127,7 @@ def main() -> None:
             ratios.append(swat["test_mse"] / sweep["test_mse"])
         print(f"{slug} (cache {entry['fingerprint']}): search {walls[-1]:.1f} s; unbounded test MSE / the sweep's: "
               + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
-    print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s; against the dense sweep "
+    print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s (--jobs {args.jobs}); against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
     print("| search | " + " | ".join(compare_tables.LEVELS) + " |")
     compared = (("now", new_rows),) if args.reprice else (("cached", old_rows), ("now", new_rows))

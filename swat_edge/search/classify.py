@@ -19,8 +19,8 @@ import numpy as np
 from ..data import Dataset
 from ..model import Layer, SparseMLP, class_probabilities, forward, hidden_activations
 
-__all__ = ["ClassFigures", "indicator_dataset", "to_classifier", "cross_entropy_head", "HEAD_RIDGE", "class_figures", "stratified_split",
-           "CALIBRATION_MAX_ROWS"]
+__all__ = ["ClassFigures", "indicator_dataset", "to_classifier", "cross_entropy_head", "HEAD_RIDGE", "class_figures",
+           "stratified_split", "CALIBRATION_MAX_ROWS"]
 
 CALIBRATION_MAX_ROWS = 5000  # rows the logistic calibration is fitted on at most (seeded subsample beyond)
 _RIDGE = 1e-4  # on the calibration's weights: keeps separable classes finite

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -446,6 +447,26 @@ def _nothing_within_budgets(problem: Problem, run: LatentRun, data_path: Any, hi
     )
 
 
+class _WorkQueue:
+    """Items handed out one at a time to whichever thread asks next (drain), results kept in item order: who
+    ran what does not change the outcome."""
+
+    def __init__(self, items: list[Any], work: Callable[[Any], Any]) -> None:
+        self._items, self._work = items, work
+        self._next = 0
+        self._lock = threading.Lock()
+        self.results: list[Any] = [None] * len(items)
+
+    def drain(self) -> None:
+        """Run items until none is left to take."""
+        while True:
+            with self._lock:
+                index, self._next = self._next, self._next + 1
+            if index >= len(self._items):
+                return
+            self.results[index] = self._work(self._items[index])
+
+
 def run_search(
     dataset: Dataset,
     *,
@@ -529,13 +550,15 @@ def _search(
                                  else settings.dense_reference_restarts)
     fit_group = functools.partial(fit_reference_group, problem, fit_entry, screen=screen)
     groups = reference_groups(references)
+    queue = _WorkQueue(groups, fit_group)
     t0 = time.perf_counter()
-    # The references are fitted by background threads while the latent search (torch) runs, the searched networks
-    # by this thread once it is done; every fit is independent and single-threaded in BLAS (held for the whole
-    # section: threadpoolctl's limit is process-wide), so the trials are the same for any number of jobs.
+    # The references are fitted by background threads while the latent search (torch) runs, and by this thread
+    # too once it has fitted the searched networks; every fit is independent and single-threaded in BLAS (held for
+    # the whole section: threadpoolctl's limit is process-wide) and the results are kept in group order, so the
+    # trials are the same for any number of jobs.
     with threadpool_limits(limits=1, user_api="blas"), \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
-        fitting = [background.submit(fit_group, group) for group in groups] if jobs > 1 else []
+        helpers = [background.submit(queue.drain) for _ in range(jobs - 1)]
         run = _search_latents(problem, progress)
         timings["search_s"] = time.perf_counter() - t0
         history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
@@ -547,8 +570,10 @@ def _search(
             stage(_finetune_stage_message(pool, settings, len(problem.x_train),
                                           dataset.n_rows if cross_validation else None))
         trials = [fit_entry(entry) for entry in searched]
-        trials += [t for group in groups for t in fit_group(group)] if jobs == 1 else \
-            [t for future in fitting for t in future.result()]
+        queue.drain()
+        for helper in helpers:
+            helper.result()  # a helper's exception surfaces here
+        trials += [t for group_trials in queue.results for t in group_trials]
     trials = _best_restarts(trials)
     best_trial = choose(trials, settings)
     final = best_trial.tuned

@@ -181,6 +181,23 @@ def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     assert model_to_bytes(other.model) != model_to_bytes(first.model)
 
 
+def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_it():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from swat_edge.search.run import _WorkQueue
+
+    ran: list[tuple[int, str]] = []
+    queue = _WorkQueue(list(range(40)), lambda k: ran.append((k, threading.current_thread().name)) or k * k)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        helpers = [pool.submit(queue.drain) for _ in range(2)]
+        queue.drain()  # the calling thread joins in, as run_search's does after its own fits
+        for helper in helpers:
+            helper.result()
+    assert queue.results == [k * k for k in range(40)]
+    assert sorted(k for k, _ in ran) == list(range(40))
+
+
 def test_a_budget_nobody_meets_reports_the_closest_candidate(tiny):
     r = run_search(_dataset(), embedding=tiny, target=load_target("raspi4"), settings=FAST,
                    budgets=Budgets(latency_us=1.0))
