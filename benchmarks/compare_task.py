@@ -18,7 +18,9 @@ predicted latency on each target):
                  on validation kept. Restart 0 starts from the search's own seed, so the 1x8 and 2x8 tanh networks
                  reproduce the search's dense references. Below SearchSettings.cross_validation_below_rows
                  training rows (diabetes in real.py) the restarts are scored and refitted as the search's
-                 candidates are: k-fold cross-validation (out-of-fold MSE chooses the restart), then all rows.
+                 candidates are: k-fold cross-validation (out-of-fold MSE chooses the restart), then all rows;
+                 their points, like the search's, carry the out-of-fold MSE as their validation figure (the
+                 holdout rows were refitted on). Pruning and random search keep the holdout split.
   dense_adam     the family's largest network 2-8-8-8-8-1 (tanh) trained as users usually do: one start, Adam, 3,000
                  steps, cosine learning rate 0.03 -> 0.0005, mini-batches of 256, best validation iterate kept.
   pruned         (b) the dense sweep's best network of each depth, magnitude-pruned per layer (pruned_to: the same
@@ -110,6 +112,7 @@ class Split:
     scaling: dict[str, np.ndarray]  # input_scale, input_offset, output_scale, output_offset
     x_all: np.ndarray  # the whole training file in its order: what cross-validation splits into folds
     y_all: np.ndarray  # (rows, 1)
+    target_scale: float  # the search's min-max scale of the target: its (scaled) MSE = raw MSE x target_scale^2
 
     @property
     def validation_sha256(self) -> str:
@@ -134,7 +137,7 @@ def search_split(task: Task, settings) -> Split:
     y = task.y_train[:, None]
     return Split(prep.val, task.x_train[prep.train], y[prep.train], task.x_train[prep.val], y[prep.val],
                  {"input_scale": prep.x_scale, "input_offset": prep.x_offset, "output_scale": prep.output_scale,
-                  "output_offset": prep.output_offset}, task.x_train, y)
+                  "output_offset": prep.output_offset}, task.x_train, y, float(prep.y_scale[0]))
 
 
 def fit_like_the_search(model, split: Split, settings):
@@ -208,13 +211,16 @@ def nonzero_params(model) -> int:
 
 
 def point(model, label: str, task: Task, split: Split, targets: dict[str, Any], wall_s: float,
-          **extra: Any) -> dict[str, Any]:
-    """A network's figures: validation MSE (what chooses), test MSE (what is reported), size, predicted latency."""
+          val_mse: float | None = None, **extra: Any) -> dict[str, Any]:
+    """A network's figures: validation MSE (what chooses; on the validation split unless given: a network
+    refitted on all rows after cross-validation brings its out-of-fold MSE), test MSE (what is reported), size,
+    predicted latency."""
     from swat_edge.device.cost import estimate
     from swat_edge.model import model_stats
 
     stats = model_stats(compiled(model))
-    return {"label": label, "val_mse": validation_mse(model, split), "test_mse": mse_on_test(model, task),
+    val = validation_mse(model, split) if val_mse is None else val_mse
+    return {"label": label, "val_mse": val, "test_mse": mse_on_test(model, task),
             "nonzero": stats.nonzero_params, "widths": list(stats.widths),
             "latency_us": {name: float(estimate(model, t).latency_us[0]) for name, t in targets.items()},
             "wall_s": wall_s, **extra}
@@ -230,15 +236,19 @@ def shape_label(widths: Sequence[int], activation: str) -> str:
 def swat_points(result, task: Task, split: Split, targets: dict[str, Any]) -> list[dict[str, Any]]:
     """Every fine-tuned candidate of one search as a point (the user can export any)."""
     points = []
+    cross_validated = "folds" in result.split_rows  # refitted on every row: the out-of-fold MSE is the honest one
     for index, (cand, model) in enumerate(zip(result.candidates, result.candidate_models)):
         label = f"{cand.origin} depth {cand.depth}{' one activation per layer' if cand.projected else ''}"
-        points.append(point(model, label, task, split, targets, 0.0, candidate=index, origin=cand.origin,
+        val = cand.finetuned_val_mse / split.target_scale ** 2 if cross_validated else None
+        points.append(point(model, label, task, split, targets, 0.0, val, candidate=index, origin=cand.origin,
                             depth=cand.depth, chosen=cand.chosen, on_front=cand.on_front))
     return points
 
 
 def dense_sweep(task: Task, split: Split, settings, protocol: Protocol, restarts: int,
                 targets: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Trained]]:
+    from swat_edge.search.run import uses_cross_validation
+
     points, trained = [], []
     n_in = task.x_train.shape[1]
     for depth in protocol.sweep_depths:
@@ -247,8 +257,9 @@ def dense_sweep(task: Task, split: Split, settings, protocol: Protocol, restarts
                 widths = (n_in, *([width] * depth), 1)
                 best = best_of_restarts(widths, activation, restarts, split, settings)
                 trained.append(best)
+                cross_validated = uses_cross_validation(settings, len(split.x_all))
                 points.append(point(best.model, shape_label(widths, activation), task, split, targets, best.wall_s,
-                                    depth=depth, restarts=restarts, restart_val_mse=list(best.restart_val_mse)))
+                                    best.val_mse if cross_validated else None, depth=depth, restarts=restarts, restart_val_mse=list(best.restart_val_mse)))
     return points, trained
 
 
