@@ -12,7 +12,7 @@ Numpy only: pure functions over arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -73,6 +73,19 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarr
     return [np.sort(np.asarray(rows, dtype=np.int64)) for rows in out]
 
 
+def _newton_update(theta: np.ndarray, current: float, grad: np.ndarray, hess: np.ndarray,
+                   loss: Callable[[np.ndarray], float]) -> tuple[np.ndarray, float, bool]:
+    """One Newton step on a convex loss, halved until the loss does not rise: (theta, loss, converged)."""
+    step = np.linalg.lstsq(hess + 1e-12 * np.eye(len(hess)), grad, rcond=None)[0]
+    scale = 1.0
+    while scale > 1e-6:
+        value = loss(theta - scale * step)
+        if value <= current:
+            return theta - scale * step, value, current - value < 1e-12 * max(1.0, abs(value))
+        scale *= 0.5
+    return theta, current, True
+
+
 def _logistic_map(f: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
     """(a, c) minimising the cross-entropy of the logits a f + c (sigmoid of the one logit for two classes, else
     softmax) plus a small ridge on a: a temperature and per-class offsets, by damped Newton steps on the exact
@@ -107,17 +120,8 @@ def _logistic_map(f: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]
             grad, hess = grad[[0, 2]], hess[np.ix_([0, 2], [0, 2])]
         grad[0] += _RIDGE * theta[0]
         hess[0, 0] += _RIDGE
-        step = np.linalg.lstsq(hess + 1e-12 * np.eye(len(hess)), grad, rcond=None)[0]
-        scale, value = 1.0, np.inf
-        while scale > 1e-6:
-            value = loss(theta - scale * step)
-            if value <= current:
-                break
-            scale *= 0.5
-        if scale <= 1e-6:
-            break
-        theta, improvement, current = theta - scale * step, current - value, value
-        if improvement < 1e-12 * max(1.0, abs(current)):
+        theta, current, converged = _newton_update(theta, current, grad, hess, loss)
+        if converged:
             break
     offsets = theta[1:] if not binary else theta[1:2]
     return float(theta[0]), offsets
@@ -169,17 +173,8 @@ def cross_entropy_head(h: np.ndarray, labels: np.ndarray, weight: np.ndarray, bi
             hess += outer.T @ curvature[rows].reshape(-1, logits * logits)
         hess = hess.reshape(width, width, logits, logits).transpose(0, 2, 1, 3).reshape(width * logits, -1)
         hess = hess[np.ix_(free, free)] / n + np.diag(decay)
-        step = np.linalg.lstsq(hess + 1e-12 * np.eye(len(hess)), grad, rcond=None)[0]
-        scale, value = 1.0, np.inf
-        while scale > 1e-6:
-            value = loss(theta - scale * step)
-            if value <= current:
-                break
-            scale *= 0.5
-        if scale <= 1e-6:
-            break
-        theta, improvement, current = theta - scale * step, current - value, value
-        if improvement < 1e-12 * max(1.0, abs(current)):
+        theta, current, converged = _newton_update(theta, current, grad, hess, loss)
+        if converged:
             break
     grid = grid_of(theta)
     return grid[:-1], grid[-1]

@@ -5,6 +5,7 @@ the same care.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
@@ -59,22 +60,27 @@ def screens(settings: SearchSettings, train_rows: int, cross_validation_rows: in
             and cross_validation_rows is None and settings.fitter_for(train_rows) == "lm")
 
 
-def fit_reference_group(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], group: list[PoolEntry],
-                        *, screen: bool) -> list[Trial]:
-    """One reference group fitted: the first dense_reference_restarts starts with fit_entry, and, screening, of
-    the other starts each fitted for dense_reference_screen_iterations first, the dense_reference_screened_best
-    best on validation fitted on from there (ties: the earlier start)."""
+def reference_pieces(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], group: list[PoolEntry],
+                     *, screen: bool) -> list[Callable[[], list[Trial]]]:
+    """One reference group's fitting as independent pieces whose trials, concatenated in order, are the group's:
+    each of the first dense_reference_restarts starts fitted with fit_entry, and, screening, the other starts as
+    one piece: each fitted for dense_reference_screen_iterations first, the dense_reference_screened_best best on
+    validation fitted on from there (ties: the earlier start). Small pieces let idle threads share the work."""
     keep = problem.settings.dense_reference_restarts
-    if not screen or len(group) <= keep:
-        return [fit_entry(entry) for entry in group]
+    plain = group if not screen or len(group) <= keep else group[:keep]
+    pieces: list[Callable[[], list[Trial]]] = [functools.partial(lambda e: [fit_entry(e)], entry) for entry in plain]
+    if len(plain) < len(group):
+        pieces.append(functools.partial(_screened, problem, fit_entry, group[keep:]))
+    return pieces
+
+
+def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: list[PoolEntry]) -> list[Trial]:
     short = replace(problem.settings.fit, max_iterations=problem.settings.dense_reference_screen_iterations)
-    rest = group[keep:]
     screened = [fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
                                         y_val=problem.y_val, settings=short) for entry in rest]
     ranked = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))
     best = ranked[:problem.settings.dense_reference_screened_best]
-    return ([fit_entry(entry) for entry in group[:keep]]
-            + [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)])
+    return [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)]
 
 
 def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
