@@ -247,8 +247,6 @@ def swat_points(result, task: Task, split: Split, targets: dict[str, Any]) -> li
 
 def dense_sweep(task: Task, split: Split, settings, protocol: Protocol, restarts: int,
                 targets: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Trained]]:
-    from swat_edge.search.run import uses_cross_validation
-
     points, trained = [], []
     n_in = task.x_train.shape[1]
     for depth in protocol.sweep_depths:
@@ -257,9 +255,9 @@ def dense_sweep(task: Task, split: Split, settings, protocol: Protocol, restarts
                 widths = (n_in, *([width] * depth), 1)
                 best = best_of_restarts(widths, activation, restarts, split, settings)
                 trained.append(best)
-                cross_validated = uses_cross_validation(settings, len(split.x_all))
+                # best.val_mse is what chose the restart: holdout MSE, or out-of-fold below the CV limit
                 points.append(point(best.model, shape_label(widths, activation), task, split, targets, best.wall_s,
-                                    best.val_mse if cross_validated else None, depth=depth, restarts=restarts, restart_val_mse=list(best.restart_val_mse)))
+                                    best.val_mse, depth=depth, restarts=restarts, restart_val_mse=list(best.restart_val_mse)))
     return points, trained
 
 

@@ -68,10 +68,14 @@ def reference_pieces(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], 
     validation fitted on from there (ties: the earlier start). Small pieces let idle threads share the work."""
     keep = problem.settings.dense_reference_restarts
     plain = group if not screen or len(group) <= keep else group[:keep]
-    pieces: list[Callable[[], list[Trial]]] = [functools.partial(lambda e: [fit_entry(e)], entry) for entry in plain]
+    pieces: list[Callable[[], list[Trial]]] = [functools.partial(_fitted, fit_entry, entry) for entry in plain]
     if len(plain) < len(group):
         pieces.append(functools.partial(_screened, problem, fit_entry, group[keep:]))
     return pieces
+
+
+def _fitted(fit_entry: Callable[[PoolEntry], Trial], entry: PoolEntry) -> list[Trial]:
+    return [fit_entry(entry)]
 
 
 def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: list[PoolEntry]) -> list[Trial]:
