@@ -393,13 +393,16 @@ def untrained_embedding(embedding: Any, seed: int):
                      source=f"untrained (seed {seed})", weights_sha256=f"untrained-{seed}")
 
 
-def search(task: Task, split: Split, settings, embedding: Any, target: Any, jobs: int = 1) -> tuple[Any, float]:
-    """run_search as `swat-edge search --jobs` runs it, without the test rows; checked to use the benchmark's
-    split. (The same model for any jobs; the CORNN suite runs tasks side by side with one each.)"""
+def search(task: Task, split: Split, settings, embedding: Any, target: Any, jobs: int = 1,
+           latency_budget_us: float | None = None) -> tuple[Any, float]:
+    """run_search as `swat-edge search --jobs [--latency-budget]` runs it, without the test rows; checked to use
+    the benchmark's split. (The same model for any jobs; the CORNN suite runs tasks side by side with one each.)"""
+    from swat_edge.search.objective import Budgets
     from swat_edge.search.run import run_search
 
     t0 = time.perf_counter()
-    result = run_search(as_dataset(task), embedding=embedding, target=target, settings=settings, jobs=jobs)
+    result = run_search(as_dataset(task), embedding=embedding, target=target, settings=settings, jobs=jobs,
+                        budgets=Budgets(latency_us=latency_budget_us))
     wall = time.perf_counter() - t0
     if result.model is None or not np.array_equal(result.validation_rows, split.validation_rows):
         raise RuntimeError(f"{task.name}: the search met no budget or used another split than the benchmark's")

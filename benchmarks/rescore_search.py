@@ -13,6 +13,10 @@ with one activation, so a target whose profile changed can be re-scored against 
 or random search, whose sparsity patterns the cache does not keep). The search runs with the cached row's seed and the protocol's settings, plus --set
 overrides of SearchSettings fields, and must use the same validation split (checked). Nothing is written: the
 budgeted wins/ties/losses and median ratios against the dense sweep are printed next to the cached search's.
+
+--budgeted also runs the search once per budget level (the sweep's latency quartiles, as the tables use) with
+that budget given, as `swat-edge search --latency-budget` does, and scores those searches' best networks within
+the budget (chosen on validation, like every method) against the sweep's: what a user who states the budget gets.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import compare_tables  # noqa: E402
 from benchmarks.compare_data import load_cornn  # noqa: E402
-from benchmarks.compare_task import Protocol, run_searches, search_split  # noqa: E402
+from benchmarks.compare_task import Protocol, run_searches, search, search_split, swat_points  # noqa: E402
 from benchmarks.cornn import REPLICATION_TASKS  # noqa: E402
 
 
@@ -87,6 +91,8 @@ def main() -> None:
                         help="threads per search, as `swat-edge search --jobs` (default: its default)")
     parser.add_argument("--reprice", action="store_true", help="re-price the dense baselines on today's profile")
     parser.add_argument("--set", action="append", default=[], help="SearchSettings field=value (repeatable)")
+    parser.add_argument("--budgeted", action="store_true",
+                        help="also search with each budget level given (--latency-budget) and score those searches")
     args = parser.parse_args()
     from swat_edge.device.targets import load_target
     from swat_edge.search.embedding.storage import load_embedding
@@ -96,6 +102,7 @@ def main() -> None:
     target = load_target(args.target)
     print(f"target {target.name}: profile {target.provenance.kind} of {target.provenance.date}")
     old_rows, new_rows, walls = [], [], []
+    budgeted: dict[str, list] = {level: [] for level in compare_tables.LEVELS[:-1]}
     for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
         cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
         if not cached:
@@ -127,6 +134,8 @@ def main() -> None:
             ratios.append(swat["test_mse"] / sweep["test_mse"])
         print(f"{slug} (cache {entry['fingerprint']}): search {walls[-1]:.1f} s; unbounded test MSE / the sweep's: "
               + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
+        if args.budgeted:
+            score_budgeted(task, split, settings, embedding, target, fresh, args.jobs, budgeted)
     print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s (--jobs {args.jobs}); against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
     print("| search | " + " | ".join(compare_tables.LEVELS) + " |")
@@ -138,6 +147,12 @@ def main() -> None:
             s = table[level]["vs"].get("dense_sweep")
             cells.append("-" if s is None else f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.budgeted:
+        cells = []
+        for level, results in budgeted.items():
+            s = compare_tables.summarise([r for r in results if r is not None])
+            cells.append(f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
+        print("| searched with the budget given | " + " | ".join(cells) + " | (as above) |")
     print("\nThe search's own choice (unbounded) against the 2-8-8-8-8-1 tanh: median test MSE ratio (wins/ties/losses)"
           " and that network's non-zero parameters / the chosen one's:")
     for name, rows in compared:
@@ -145,6 +160,28 @@ def main() -> None:
         cells = [f"{label} {h['median_ratio']:.2f} ({h['wins']}/{h['ties']}/{h['losses']}), size x{h['median_size_ratio']:.1f}"
                  for label, h in (("same fitter", head["dense_8x4"]), ("Adam", head["dense_adam"]))]
         print(f"- {name}: " + "; ".join(cells))
+
+
+def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: int, out: dict[str, list]) -> None:
+    """One search per budget level with that latency budget given; each level's comparison with the sweep (the
+    best of each within the budget, chosen on validation) appended to out[level]."""
+    levels = compare_tables.budget_levels(row, target.name)
+    sweep = row["methods"]["dense_sweep"]
+    cells = []
+    for level in out:
+        t0 = time.perf_counter()
+        try:
+            result, _ = search(task, split, settings, embedding, target, jobs, latency_budget_us=levels[level])
+            points = swat_points(result, task, split, {target.name: target})
+        except RuntimeError:  # nothing the search found meets the budget (the split was checked unbounded)
+            points = []
+        wall = time.perf_counter() - t0
+        ours = compare_tables.choose_within(points, target.name, levels[level])
+        comparison = compare_tables.compare(ours, compare_tables.choose_within(sweep, target.name, levels[level]))
+        out[level].append(comparison)
+        cells.append(f"{level} {levels[level]:.1f} us: " + ("-" if comparison is None or comparison[1] is None
+                                                           else f"{comparison[1]:.2f}") + f" ({wall:.1f} s)")
+    print("  searched with the budget: test MSE / the sweep's: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -78,18 +78,40 @@ def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int
     return tuple(shapes)
 
 
+def _dense_start(problem: Problem, depth: int, width: int, activation: str, restart: int) -> SparseMLP:
+    """A seeded dense start of the shape, scaled and labelled as the search's reference."""
+    widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
+    start = random_model(widths, activations=activation, per_layer=True, seed=problem.settings.seed + restart,
+                         normalization=False)
+    return start.replace(provenance=_provenance(problem, depth, "dense reference"),
+                         calibration=_calibration_rows(problem), **problem.model_fields)
+
+
+def _widest_within_budgets(problem: Problem, depth: int, width: int, activation: str) -> int | None:
+    """The largest width <= `width` at which the dense shape meets the budgets (None: not even width 1).
+    Without budgets that is `width`; with them a user who names a budget gets the widest dense network of each
+    reference depth that fits, not none (a 2-8-1 tanh misses a 3 us cortex-m4 budget that a 2-5-1 meets)."""
+    if not problem.budgets.any:
+        return width
+    for narrower in range(width, 0, -1):
+        if _within_budgets(problem, _dense_start(problem, depth, narrower, activation, 0)) is not None:
+            return narrower
+    return None
+
+
 def _dense_entries(problem: Problem, family: Any, starts: int) -> list[PoolEntry]:
-    """The target's dense references (reference_shapes), each from `starts` seeded starts, in shape order."""
-    entries = []
+    """The target's dense references (reference_shapes, each narrowed to the widest that meets the budgets),
+    each from `starts` seeded starts, in shape order."""
+    entries, shapes = [], []
     for depth, width, activation in reference_shapes(problem.target, family.max_width,
                                                      problem.settings.dense_reference_depths):
+        fitting = _widest_within_budgets(problem, depth, width, activation)
+        if fitting is None or (depth, fitting, activation) in shapes:
+            continue  # nothing of this depth fits, or a wider shape narrowed to one already there
+        shapes.append((depth, fitting, activation))
         for restart in range(starts):
-            widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
-            start = random_model(widths, activations=activation, per_layer=True,
-                                 seed=problem.settings.seed + restart, normalization=False)
-            model = start.replace(provenance=_provenance(problem, depth, "dense reference"),
-                                  calibration=_calibration_rows(problem), **problem.model_fields)
-            entry = _reference_entry(problem, model, depth, "dense")
+            entry = _reference_entry(problem, _dense_start(problem, depth, fitting, activation, restart), depth,
+                                     "dense")
             if entry is not None:
                 entries.append(entry)
     return entries

@@ -206,6 +206,41 @@ def test_each_reference_shape_is_one_candidate_the_best_of_its_restarts(tiny) ->
                                     (1, "tanh")])
 
 
+def test_a_latency_budget_narrows_each_reference_to_the_widest_that_fits(tiny) -> None:
+    """Under a budget that the family's widest networks miss, each reference depth keeps the widest dense shape
+    that meets it (one wider breaks it) instead of dropping out; without a budget nothing is narrowed."""
+    from swat_edge.device.cost import estimate
+    from swat_edge.model import random_model
+    from swat_edge.search.objective import Budgets
+    from swat_edge.search.problem import _prepare_problem
+    from swat_edge.search.references import _reference_pool, _reference_shape
+
+    m4 = load_target("cortex-m4")
+    data = _line_data(n=300)
+
+    def latency_us(depth: int, width: int, activation: str) -> float:
+        dense = random_model((1, *([width] * depth), 1), activations=activation, per_layer=True, seed=0,
+                             normalization=False)
+        return float(estimate(dense, m4).latency_us[0])
+
+    widest = tiny.config.family.max_width
+    # the widest depth-1 tanh misses the budget by one neuron; every ReLU network is cheaper
+    budget_us = latency_us(1, widest - 1, "tanh") * 1.01
+
+    def dense_shapes(budgets: Budgets) -> list[tuple[int, int, str]]:
+        problem = _prepare_problem(data, tiny, m4, budgets, FAST)
+        return sorted({_reference_shape(e) for e in _reference_pool(problem, 1) if e.origin == "dense"})
+
+    assert (1, widest, "tanh") in dense_shapes(Budgets())
+    shapes = dense_shapes(Budgets(latency_us=budget_us))
+    assert (1, widest - 1, "tanh") in shapes and (1, widest, "tanh") not in shapes
+    for depth, width, activation in shapes:
+        assert latency_us(depth, width, activation) <= budget_us * 1.001  # (the reference also scales its inputs)
+        if (depth, width, activation) != (1, widest // 2, "tanh"):  # the half-width tanh is there anyway
+            assert width == widest or latency_us(depth, width + 1, activation) > budget_us
+    assert len(shapes) == len(set(shapes))
+
+
 def _wavy_data(n: int = 1200, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2, 2, size=(n, 2))
