@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="SearchSettings field=value (repeatable)")
     parser.add_argument("--budgeted", action="store_true",
                         help="also search with each budget level given (--latency-budget) and score those searches")
+    parser.add_argument("--budgeted-only", action="store_true",
+                        help="only the searches with each budget level given (not the unbounded one)")
     args = parser.parse_args()
     from swat_edge.device.targets import load_target
     from swat_edge.search.embedding.storage import load_embedding
@@ -119,6 +121,10 @@ def main() -> None:
         split = search_split(task, settings)
         if split.validation_sha256 != row["validation_sha256"]:
             raise SystemExit(f"{slug}: the split differs from the cached row's; not comparable")
+        if args.budgeted_only:
+            print(slug, end=":", flush=True)
+            score_budgeted(task, split, settings, embedding, target, row, args.jobs, budgeted)
+            continue
         methods, wall = {}, {}
         t0 = time.perf_counter()
         run_searches(task, split, settings, embedding, {target.name: target}, methods, wall, args.jobs)
@@ -136,6 +142,11 @@ def main() -> None:
               + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
         if args.budgeted:
             score_budgeted(task, split, settings, embedding, target, fresh, args.jobs, budgeted)
+    if args.budgeted_only:
+        print(f"\n{len(budgeted['q1'])} tasks; against the dense sweep (wins/ties/losses, median ratio of test MSE):")
+        print("| search | " + " | ".join(budgeted) + " |")
+        print_budgeted(budgeted)
+        return
     print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s (--jobs {args.jobs}); against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
     print("| search | " + " | ".join(compare_tables.LEVELS) + " |")
@@ -148,11 +159,7 @@ def main() -> None:
             cells.append("-" if s is None else f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.budgeted:
-        cells = []
-        for level, results in budgeted.items():
-            s = compare_tables.summarise([r for r in results if r is not None])
-            cells.append(f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
-        print("| searched with the budget given | " + " | ".join(cells) + " | (as above) |")
+        print_budgeted(budgeted, "| (as above) |")
     print("\nThe search's own choice (unbounded) against the 2-8-8-8-8-1 tanh: median test MSE ratio (wins/ties/losses)"
           " and that network's non-zero parameters / the chosen one's:")
     for name, rows in compared:
@@ -160,6 +167,14 @@ def main() -> None:
         cells = [f"{label} {h['median_ratio']:.2f} ({h['wins']}/{h['ties']}/{h['losses']}), size x{h['median_size_ratio']:.1f}"
                  for label, h in (("same fitter", head["dense_8x4"]), ("Adam", head["dense_adam"]))]
         print(f"- {name}: " + "; ".join(cells))
+
+
+def print_budgeted(budgeted: dict[str, list], end: str = "|") -> None:
+    cells = []
+    for results in budgeted.values():
+        s = compare_tables.summarise([r for r in results if r is not None])
+        cells.append(f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
+    print("| searched with the budget given | " + " | ".join(cells) + f" {end}")
 
 
 def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: int, out: dict[str, list]) -> None:

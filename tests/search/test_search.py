@@ -123,6 +123,22 @@ def test_budget_violation():
     assert not Budgets().any and Budgets().violation(1e9, 1e9) == 0.0
 
 
+def test_the_budget_hinges_grow_over_the_ramp_and_nothing_else_does():
+    from swat_edge.search.latent import _budget_weights
+    from swat_edge.search.objective import ObjectiveWeights
+
+    weights = ObjectiveWeights(budget=5.0, latency=0.1)
+    settings = LatentSettings(steps=600, budget_ramp_fraction=0.5)
+    assert _budget_weights(weights, settings, 0).budget == 0.0
+    assert _budget_weights(weights, settings, 150).budget == pytest.approx(2.5)  # half-way up the ramp
+    assert _budget_weights(weights, settings, 300) == weights == _budget_weights(weights, settings, 600)
+    ramped = _budget_weights(weights, settings, 100)
+    assert (ramped.latency, ramped.size, ramped.sparsity) == (weights.latency, weights.size, weights.sparsity)
+    assert _budget_weights(weights, LatentSettings(budget_ramp_fraction=0.0), 1) == weights
+    with pytest.raises(InputError):
+        LatentSettings(budget_ramp_fraction=1.5).check()
+
+
 def test_search_finds_a_model_and_keeps_both_figures(tiny):
     data, test = _dataset(seed=0), _dataset(n=60, seed=1)
     r = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, test=test)
