@@ -97,7 +97,13 @@ def main() -> None:
                         help="only the searches with each budget level given (not the unbounded one)")
     args = parser.parse_args()
     from swat_edge.device.targets import load_target
+    from swat_edge.search import set_torch_threads
     from swat_edge.search.embedding.storage import load_embedding
+
+    # as `swat-edge search` runs (--threads 1): torch's default of one thread per core, next to the reference
+    # thread of --jobs 2 or another process, oversubscribes the cores (two such processes side by side took
+    # 290 s for a search that takes 11 s with one thread each)
+    set_torch_threads(1)
 
     cornn = Path(os.environ.get("SWAT_EDGE_CORNN", ROOT.parent / "shared" / "cornn"))
     embedding = load_embedding("default")
