@@ -90,7 +90,8 @@ def _dense_start(problem: Problem, depth: int, width: int, activation: str, rest
 def _widest_within_budgets(problem: Problem, depth: int, width: int, activation: str) -> int | None:
     """The largest width <= `width` at which the dense shape meets the budgets (None: not even width 1).
     Without budgets that is `width`; with them a user who names a budget gets the widest dense network of each
-    reference depth that fits, not none (a 2-8-1 tanh misses a 3 us cortex-m4 budget that a 2-5-1 meets)."""
+    reference depth that fits, not none (a 2-8-1 tanh, 23 us on cortex-m4, misses a 9.6 us budget that a 2-2-1
+    tanh, 7.1 us, meets)."""
     if not problem.budgets.any:
         return width
     for narrower in range(width, 0, -1):
