@@ -162,7 +162,7 @@ def main() -> None:
         cells = []
         for level in compare_tables.LEVELS:
             s = table[level]["vs"].get("dense_sweep")
-            cells.append("-" if s is None else f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
+            cells.append("-" if s is None else _cell(s))
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.budgeted:
         print_budgeted(budgeted, "| (as above) |")
@@ -175,11 +175,13 @@ def main() -> None:
         print(f"- {name}: " + "; ".join(cells))
 
 
+def _cell(summary: dict) -> str:
+    """wins/ties/losses and the median ratio of one compare_tables.summarise result."""
+    return f"{summary['wins']}/{summary['ties']}/{summary['losses']}, {summary['median_ratio']:.2f}"
+
+
 def print_budgeted(budgeted: dict[str, list], end: str = "|") -> None:
-    cells = []
-    for results in budgeted.values():
-        s = compare_tables.summarise([r for r in results if r is not None])
-        cells.append(f"{s['wins']}/{s['ties']}/{s['losses']}, {s['median_ratio']:.2f}")
+    cells = [_cell(compare_tables.summarise([r for r in results if r is not None])) for results in budgeted.values()]
     print("| searched with the budget given | " + " | ".join(cells) + f" {end}")
 
 

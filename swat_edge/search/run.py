@@ -14,7 +14,6 @@ are re-exported here, where the CLI, the benchmarks and the tests import them.
 """
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
@@ -542,7 +541,7 @@ def _search(
     problem = _prepare_problem(dataset, embedding, target, budgets, settings, strata)
     timings: dict[str, float] = {}
     cross_validation = uses_cross_validation(settings, dataset.n_rows)
-    fit_entry = functools.partial(_cross_validated_entry if cross_validation else _fine_tune_entry, problem)
+    fit_entry = partial(_cross_validated_entry if cross_validation else _fine_tune_entry, problem)
     split_rows = {"train": len(problem.prep.train), "validation": len(problem.prep.val),
                   "test": 0 if test is None else test.n_rows}
     screen = screens(settings, len(problem.x_train), dataset.n_rows if cross_validation else None)
