@@ -225,7 +225,7 @@ def search_command(
     validation: float = typer.Option(0.2, "--validation", min=0.01, max=0.9, help="Share of the rows held out for validation."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, the starts and the mini-batches."),
     threads: int = typer.Option(1, "--threads", min=1, help="torch threads (1 is fastest for these tiny networks)."),
-    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", min=1, help="Threads fitting candidates (the reference networks fitted while the latent search runs; the same model for any number). Default: 2 where there are 2 CPUs."),
+    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", min=1, help="Processes fitting candidates (the reference networks fitted while the latent search runs; the same model for any number). Default: 2 where there are 2 CPUs."),
     measure: bool = typer.Option(True, "--measure/--no-measure", help="Time model.onnx here for a second (card: measured)."),
 ) -> int:
     """Search a small sparse MLP for DATA on TARGET in the embedding's latent space; prune, fine-tune, export, report."""

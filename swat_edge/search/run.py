@@ -15,7 +15,6 @@ are re-exported here, where the CLI, the benchmarks and the tests import them.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -55,6 +54,7 @@ from .problem import (
 )
 from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
                          _reference_snapshot, reference_groups, reference_shapes)
+from .workers import WorkQueue, piece_runner
 from .validation import (CrossValidated, _cross_validated_entry, _fine_tune_entry, _fold_count, cross_validate,
                          fit_candidate, reference_pieces, screens, uses_cross_validation)
 
@@ -446,26 +446,6 @@ def _nothing_within_budgets(problem: Problem, run: LatentRun, data_path: Any, hi
     )
 
 
-class _WorkQueue:
-    """Items handed out one at a time to whichever thread asks next (drain), results kept in item order: who
-    ran what does not change the outcome."""
-
-    def __init__(self, items: list[Any], work: Callable[[Any], Any]) -> None:
-        self._items, self._work = items, work
-        self._next = 0
-        self._lock = threading.Lock()
-        self.results: list[Any] = [None] * len(items)
-
-    def drain(self) -> None:
-        """Run items until none is left to take."""
-        while True:
-            with self._lock:
-                index, self._next = self._next, self._next + 1
-            if index >= len(self._items):
-                return
-            self.results[index] = self._work(self._items[index])
-
-
 def run_search(
     dataset: Dataset,
     *,
@@ -482,8 +462,8 @@ def run_search(
     """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring). A
     classification data set is searched on class indicators (search/classify.py) split by class, and every
     fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
-    reference networks in jobs - 1 background threads while the latent search runs (the same model for any
-    number)."""
+    reference networks in jobs - 1 worker processes (threads where workers.forks() is false, or with Adam)
+    while the latent search runs (the same model for any number)."""
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more")
     options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,
@@ -549,15 +529,16 @@ def _search(
                                  else settings.dense_reference_restarts)
     pieces = [piece for group in reference_groups(references)
               for piece in reference_pieces(problem, fit_entry, group, screen=screen)]
-    queue = _WorkQueue(pieces, lambda piece: piece())
+    queue = WorkQueue(len(pieces))
     t0 = time.perf_counter()
-    # The references are fitted by background threads while the latent search (torch) runs, and by this thread
+    # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
-    # for the whole section: threadpoolctl's limit is process-wide) and the results are kept in piece order, so
-    # the trials are the same for any number of jobs.
+    # for the whole section: threadpoolctl's limit is process-wide, and forked workers inherit it) and the results
+    # are kept in piece order, so the trials are the same for any number of jobs.
     with threadpool_limits(limits=1, user_api="blas"), \
+            piece_runner(pieces, jobs - 1, processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
-        helpers = [background.submit(queue.drain) for _ in range(jobs - 1)]
+        helpers = [background.submit(queue.drain, remote) for _ in range(jobs - 1)]
         run = _search_latents(problem, progress)
         timings["search_s"] = time.perf_counter() - t0
         history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
@@ -569,7 +550,7 @@ def _search(
             stage(_finetune_stage_message(pool, settings, len(problem.x_train),
                                           dataset.n_rows if cross_validation else None))
         trials = [fit_entry(entry) for entry in searched]
-        queue.drain()
+        queue.drain(lambda index: pieces[index]())
         for helper in helpers:
             helper.result()  # a helper's exception surfaces here
         trials += [t for piece_trials in queue.results for t in piece_trials]

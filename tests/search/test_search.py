@@ -201,17 +201,39 @@ def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from swat_edge.search.run import _WorkQueue
+    from swat_edge.search.workers import WorkQueue
 
     ran: list[tuple[int, str]] = []
-    queue = _WorkQueue(list(range(40)), lambda k: ran.append((k, threading.current_thread().name)) or k * k)
+
+    def square(k: int) -> int:
+        ran.append((k, threading.current_thread().name))
+        return k * k
+
+    queue = WorkQueue(40)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        helpers = [pool.submit(queue.drain) for _ in range(2)]
-        queue.drain()  # the calling thread joins in, as run_search's does after its own fits
+        helpers = [pool.submit(queue.drain, square) for _ in range(2)]
+        queue.drain(square)  # the calling thread joins in, as run_search's does after its own fits
         for helper in helpers:
             helper.result()
     assert queue.results == [k * k for k in range(40)]
     assert sorted(k for k, _ in ran) == list(range(40))
+
+
+def test_forked_workers_run_the_pieces_they_inherit_in_another_process():
+    import os
+
+    from swat_edge.search.workers import forks, piece_runner
+
+    if not forks():
+        pytest.skip("worker processes are forked on Linux with Python >= 3.11 only")
+    parent = os.getpid()
+    pieces = [lambda k=k: (k, os.getpid()) for k in range(3)]  # closures: they cannot be pickled, only inherited
+    with piece_runner(pieces, 1, processes=True) as remote:
+        results = [remote(k) for k in range(3)]
+    assert [k for k, _ in results] == [0, 1, 2]
+    assert all(pid != parent for _, pid in results)
+    with piece_runner(pieces, 1, processes=False) as local:
+        assert local(2) == (2, parent)
 
 
 def test_a_budget_nobody_meets_reports_the_closest_candidate(tiny):
