@@ -95,8 +95,8 @@ def test_every_restart_is_fitted_by_the_searchs_fitter_with_its_settings_and_val
 
 
 def test_below_the_cross_validation_limit_every_restart_is_scored_by_the_searchs_folds(monkeypatch):
-    """400 rows: like the search's candidates, each restart is fitted on every fold's complement, stopped on the
-    fold, refitted on all rows, and scored by its out-of-fold MSE."""
+    """400 rows: like the search's candidates, each restart is fitted on 4/5 of every fold's complement, stopped on
+    the other 1/5 of it, refitted on all rows, and scored by its out-of-fold MSE."""
     from swat_edge.model import forward
     from swat_edge.search import validation as search_fit
     from swat_edge.search.run import SearchSettings
@@ -113,7 +113,7 @@ def test_below_the_cross_validation_limit_every_restart_is_scored_by_the_searchs
     monkeypatch.setattr(search_fit, "fit_levenberg_marquardt", spy)
     trained = compare_task.best_of_restarts((2, 4, 1), "tanh", 2, split, settings)
     folds = settings.cross_validation_folds
-    assert calls == [(320, 80)] * folds + [(400, None)] + [(320, 80)] * folds + [(400, None)]
+    assert calls == [(256, 64)] * folds + [(400, None)] + [(256, 64)] * folds + [(400, None)]
     assert trained.val_mse == min(trained.restart_val_mse)
     # the score is out-of-fold: not the refitted model's error on rows it was fitted on
     in_sample = float(np.mean((forward(trained.model, split.x_all) - split.y_all) ** 2))

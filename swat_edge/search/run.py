@@ -113,6 +113,10 @@ class SearchSettings:
     # score (log MSE + the weighted size and latency terms), for a user who names a trade-off (--latency-weight).
     choice: str = "budget-first"
     tolerance: float = 0.05
+    # With cross-validation (small data) a candidate is also near the best when its out-of-fold MSE is within
+    # this many standard errors of the paired per-row difference to the best (the one-standard-error rule):
+    # there a 5% gap is often noise, and the cheaper network is the safer bet. 0: the tolerance alone.
+    choice_standard_errors: float = 1.0
     calibration_rows: int = 256  # training rows stored in the model for int8 calibration
     # Dense networks of the family's largest width at these depths are fitted too, next to the search's
     # candidates and the linear model: the front then shows what a plain dense network buys on the target. They
@@ -139,6 +143,11 @@ class SearchSettings:
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
     cross_validation_below_rows: int = 1000
     cross_validation_folds: int = 5
+    # each fold model stops early on this share of its fold's training rows, not on the rows that score it
+    # (0: on the held-out rows), and searched networks are scored from fresh weights of their structure, not the
+    # decoded ones, which the held-out rows shaped (validation.py; benchmarks/results/small_data.md)
+    cross_validation_stop_fraction: float = 0.2
+    cross_validation_fresh_weights: bool = True
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
     # More features than the embedding's networks take: how the search derives its inputs (search/inputs.py);
     # every network is expanded back to all features, so the model takes the data's columns. "auto": select
@@ -160,6 +169,11 @@ class SearchSettings:
             raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
         if not self.tolerance >= 0.0:
             raise UsageError(f"--tolerance {self.tolerance:g}: give a share >= 0, e.g. 0.05 (5%)")
+        if not 0.0 <= self.cross_validation_stop_fraction < 1.0:
+            raise UsageError(f"cross_validation_stop_fraction {self.cross_validation_stop_fraction:g}: give a share "
+                             "in [0, 1)")
+        if not self.choice_standard_errors >= 0.0:
+            raise UsageError(f"choice_standard_errors {self.choice_standard_errors:g}: give a number >= 0")
         if self.inputs not in ("auto", *INPUT_METHODS):
             raise UsageError(f"--inputs {self.inputs}: use auto, {' or '.join(INPUT_METHODS)}")
         return self
@@ -346,14 +360,33 @@ def _latent_only(problem: Problem, trials: list[Trial], chosen: Trial) -> Sparse
     return _build(problem, chosen.entry.snapshot)
 
 
-def choose(trials: list[Trial], settings: SearchSettings) -> Trial:
-    """The chosen network among fine-tuned candidates that all meet the budgets (see SearchSettings.choice)."""
+def choose(trials: list[Trial], settings: SearchSettings, row_errors: list[np.ndarray] | None = None) -> Trial:
+    """The chosen network among fine-tuned candidates that all meet the budgets (see SearchSettings.choice).
+    row_errors (each trial's squared error per row of the rows that scored it, out-of-fold with cross-validation)
+    widen "near the best" to SearchSettings.choice_standard_errors standard errors of the paired difference."""
     if settings.choice == "weighted":
         return min(trials, key=lambda trial: (trial.score, trial.entry.snapshot.depth))
-    best_val = min(trial.val_mse for trial in trials)
-    near_best = [trial for trial in trials if trial.val_mse <= best_val * (1.0 + settings.tolerance)]
+    best = min(range(len(trials)), key=lambda k: trials[k].val_mse)
+    best_val = trials[best].val_mse
+
+    def margin(k: int) -> float:
+        margin = best_val * settings.tolerance
+        if row_errors is not None and settings.choice_standard_errors > 0 and len(row_errors[k]) > 1:
+            difference = row_errors[k] - row_errors[best]
+            standard_error = float(np.std(difference, ddof=1) / np.sqrt(len(difference)))
+            margin = max(margin, settings.choice_standard_errors * standard_error)
+        return margin
+
+    near_best = [trial for k, trial in enumerate(trials) if trial.val_mse - best_val <= margin(k)]
     return min(near_best, key=lambda trial: (trial.entry.exact.latency_us[0], trial.val_mse,
                                               trial.entry.snapshot.depth))
+
+
+def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
+    """Each cross-validated trial's squared error per row of the training file (scaled target, mean over
+    outputs): what its out-of-fold MSE averages."""
+    y_all = problem.all_rows[1]
+    return [np.mean(((t.out_of_fold - y_all) * problem.prep.y_scale) ** 2, axis=1) for t in trials]
 
 
 def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, train_rows: int,
@@ -555,7 +588,7 @@ def _search(
             helper.result()  # a helper's exception surfaces here
         trials += [t for piece_trials in queue.results for t in piece_trials]
     trials = _best_restarts(trials)
-    best_trial = choose(trials, settings)
+    best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
     final = best_trial.tuned
     latent_model = _latent_only(problem, trials, best_trial)
     timings["fine_tune_s"] = time.perf_counter() - t0 - timings["search_s"]
