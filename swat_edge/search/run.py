@@ -572,21 +572,25 @@ def _search(
             piece_runner(pieces, jobs - 1, processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
         helpers = [background.submit(queue.drain, remote) for _ in range(jobs - 1)]
-        run = _search_latents(problem, progress)
-        timings["search_s"] = time.perf_counter() - t0
-        history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
-        searched = _fine_tune_pool(problem, run)
-        pool = searched + references
-        if not pool:
-            return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
-        if stage is not None:
-            stage(_finetune_stage_message(pool, settings, len(problem.x_train),
-                                          dataset.n_rows if cross_validation else None))
-        trials = [fit_entry(entry) for entry in searched]
-        queue.drain(lambda index: pieces[index]())
-        for helper in helpers:
-            helper.result()  # a helper's exception surfaces here
-        trials += [t for piece_trials in queue.results for t in piece_trials]
+        try:
+            run = _search_latents(problem, progress)
+            timings["search_s"] = time.perf_counter() - t0
+            history = tuple(_scaled_history(h, problem.to_scaled) for h in run.history)
+            searched = _fine_tune_pool(problem, run)
+            pool = searched + references
+            if not pool:
+                return _nothing_within_budgets(problem, run, dataset.path, history, split_rows, timings)
+            if stage is not None:
+                stage(_finetune_stage_message(pool, settings, len(problem.x_train),
+                                              dataset.n_rows if cross_validation else None))
+            trials = [fit_entry(entry) for entry in searched]
+            queue.drain(lambda index: pieces[index]())
+            for helper in helpers:
+                helper.result()  # a helper's exception surfaces here
+            trials += [t for piece_trials in queue.results for t in piece_trials]
+        except BaseException:
+            queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
+            raise
     trials = _best_restarts(trials)
     best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
     final = best_trial.tuned

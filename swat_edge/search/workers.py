@@ -36,6 +36,11 @@ class WorkQueue:
         self._lock = threading.Lock()
         self.results: list[Any] = [None] * count
 
+    def cancel(self) -> None:
+        """Hand out nothing more: each draining thread stops after the piece at hand."""
+        with self._lock:
+            self._next = self._count
+
     def drain(self, run: Callable[[int], Any]) -> None:
         """Run pieces with `run` until none is left to take."""
         while True:

@@ -219,6 +219,20 @@ def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_
     assert sorted(k for k, _ in ran) == list(range(40))
 
 
+def test_a_cancelled_work_queue_hands_out_nothing_more():
+    from swat_edge.search.workers import WorkQueue
+
+    queue = WorkQueue(10)
+
+    def run(k: int) -> int:
+        if k == 3:
+            queue.cancel()  # as run_search does on an error or Ctrl-C
+        return k
+
+    queue.drain(run)
+    assert queue.results == [0, 1, 2, 3] + [None] * 6
+
+
 def test_forked_workers_run_the_pieces_they_inherit_in_another_process():
     import os
 
