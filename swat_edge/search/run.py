@@ -377,7 +377,10 @@ def choose(trials: list[Trial], settings: SearchSettings, row_errors: list[np.nd
             margin = max(margin, settings.choice_standard_errors * standard_error)
         return margin
 
-    near_best = [trial for k, trial in enumerate(trials) if trial.val_mse - best_val <= margin(k)]
+    # what is near the best is closed downwards: a candidate better on validation than one near the best is near
+    # it too, so the choice is never worse on validation than a cheaper candidate (the line included)
+    threshold = max(trial.val_mse for k, trial in enumerate(trials) if trial.val_mse - best_val <= margin(k))
+    near_best = [trial for trial in trials if trial.val_mse <= threshold]
     return min(near_best, key=lambda trial: (trial.entry.exact.latency_us[0], trial.val_mse,
                                               trial.entry.snapshot.depth))
 

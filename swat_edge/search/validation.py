@@ -129,9 +129,9 @@ def cross_validate(start: SparseMLP, x_all: np.ndarray, y_all: np.ndarray, setti
                    fold_start: Callable[[np.ndarray], SparseMLP] | None = None) -> CrossValidated:
     """k-fold scores of one network (fitted from `start`, or from fold_start(kept rows), on each fold's
     complement, stopped early on a share of it, _stopping_split), then refitted on all rows for the median best
-    iteration count. The search
-    scores its candidates with this below cross_validation_below_rows rows; a baseline that must get the same
-    care calls it too. y_scale weighs the targets when the refit is compared with the fold models."""
+    iteration count. The search scores its candidates with this below cross_validation_below_rows rows; a
+    baseline that must get the same care calls it too. y_scale weighs the targets when the refit is compared with
+    the fold models."""
     out_of_fold = np.empty_like(y_all)
     best_iterations, history, fold_models = [], (), []
     for fold, held in enumerate(_folds(len(x_all), settings.cross_validation_folds, settings.seed, strata)):
@@ -182,9 +182,9 @@ def _cross_validated_entry(problem: Problem, entry: PoolEntry) -> Trial:
     The line starts from its own fold's solution: its usual start was fitted on rows of this fold. A searched
     network starts from fresh weights (fresh_weights): its decoded weights come from a latent search on the
     training split and were stopped on the validation split, so every fold's held-out rows shaped them. From
-    them a searched network was chosen on all 5 splits of diabetes (331 rows; 10% better than the line out of
-    fold on the first) at 0.97-1.16x the line's test MSE (median 1.11); from fresh weights the line was chosen on
-    all 5 (benchmarks/results/small_data.md).
+    them (cross_validation_fresh_weights=False, the stopping rows split off) a searched network was chosen on all
+    5 splits of diabetes in benchmarks/small_data.py (331 rows; 10% better than the line out of fold on the
+    first) at 0.97-1.16x the line's test MSE (median 1.11); from fresh weights the line was chosen on all 5.
     """
     x_all, y_all = problem.all_rows
     fold_start = ((lambda rows: _least_squares_line(problem, x_all[rows], y_all[rows]))

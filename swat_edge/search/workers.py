@@ -6,7 +6,7 @@ worker process.
 Why processes: an LM iteration on these networks is many numpy calls on arrays of a few thousand rows, and the
 latent search is many small torch calls; in two threads of one process they take turns at the GIL. On a 2-CPU
 machine four 8-8-8 tanh fits took 3.14 s one after another, 2.10 s in two threads and 1.68 s in two processes, and
-the latent search of a CORNN task took 4.5 s alone against 7.4-7.9 s beside a fitting thread.
+the latent search of a CORNN task took 4.5 s alone against 7.1-7.9 s beside a fitting thread.
 
 Why fork: the pieces close over the search's problem (the torch embedding included); a forked child inherits them,
 so nothing is pickled on the way in and only the fitted trials come back. The children are forked before the
