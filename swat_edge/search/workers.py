@@ -54,8 +54,9 @@ class WorkQueue:
 def forks() -> bool:
     """Whether worker processes can be forked here: Linux, and Python >= 3.11, whose process pool forks all its
     workers at once when first used (earlier ones fork one per submission, later, while torch may be running;
-    cpython issue 90622)."""
-    return sys.platform == "linux" and sys.version_info >= (3, 11)
+    cpython issue 90622), and not inside a daemonic process (a multiprocessing.Pool worker may have no children)."""
+    return (sys.platform == "linux" and sys.version_info >= (3, 11)
+            and not multiprocessing.current_process().daemon)
 
 
 # The pieces of each live piece_runner, by token: a forked worker finds its pieces here, inherited at the fork.

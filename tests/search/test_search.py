@@ -250,6 +250,19 @@ def test_forked_workers_run_the_pieces_they_inherit_in_another_process():
         assert local(2) == (2, parent)
 
 
+def _forks_here(_: int) -> bool:
+    from swat_edge.search.workers import forks
+
+    return forks()
+
+
+def test_a_daemonic_process_fits_in_threads_not_children():
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # Pool workers are daemonic: no children allowed
+        assert pool.map(_forks_here, [0]) == [False]
+
+
 def test_a_budget_nobody_meets_reports_the_closest_candidate(tiny):
     r = run_search(_dataset(), embedding=tiny, target=load_target("raspi4"), settings=FAST,
                    budgets=Budgets(latency_us=1.0))
