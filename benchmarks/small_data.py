@@ -1,7 +1,7 @@
 """Small data: how the search scores its candidates below SearchSettings.cross_validation_below_rows rows (k-fold
 cross-validation), the earlier way against today's, on scikit-learn's small bundled sets.
 
-    .venv/bin/python benchmarks/small_data.py            # diabetes, iris, wine, breast_cancer x 5 splits (~12 min)
+    .venv/bin/python benchmarks/small_data.py            # diabetes, iris, wine, breast_cancer x 5 splits (~6 min)
     .venv/bin/python benchmarks/small_data.py --quick    # diabetes and iris, one split
 
 Variants (SearchSettings), each on the same splits and seeds:
