@@ -20,8 +20,10 @@ def _data(model, rows: int, seed: int, noise: float = 0.0):
 
 
 @pytest.mark.parametrize("project", [False, True])
-def test_jacobian_matches_finite_differences(project: bool) -> None:
-    model = random_model((3, 5, 4, 2), sparsity=0.3, dead_fraction=0.2, seed=3)  # mixed activations, 2 outputs
+@pytest.mark.parametrize("sparsity", [0.3, 0.0])  # 0.0: every weight free, the dense layers' outer-product path
+def test_jacobian_matches_finite_differences(project: bool, sparsity: float) -> None:
+    dead = 0.2 if sparsity else 0.0
+    model = random_model((3, 5, 4, 2), sparsity=sparsity, dead_fraction=dead, seed=3)  # mixed activations, 2 outputs
     x = np.random.default_rng(0).uniform(-1, 1, (9, 3))
     structure = fit_module._structure(model.layers)
     n_fit = len(model.layers) - 1 if project else len(model.layers)
