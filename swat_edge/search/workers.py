@@ -74,9 +74,10 @@ def _ignore_interrupts() -> None:
 
 @contextmanager
 def piece_runner(pieces: list[Callable[[], Any]], helpers: int, processes: bool) -> Iterator[Callable[[int], Any]]:
-    """The function a helper thread runs piece k with: in this process, or (processes, helpers > 0 and forks())
-    in one of `helpers` worker processes forked on entry. Enter it before any other thread starts work."""
-    if not (processes and helpers > 0 and forks()):
+    """The function a helper thread runs piece k with: in this process, or (processes, helpers > 0, pieces to run
+    and forks()) in one of `helpers` worker processes forked on entry. Enter it before any other thread starts
+    work."""
+    if not (processes and helpers > 0 and pieces and forks()):
         yield lambda index: pieces[index]()
         return
     token = next(_TOKENS)
