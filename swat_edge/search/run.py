@@ -139,7 +139,7 @@ class SearchSettings:
     dense_reference_screen_iterations: int = 20
     dense_reference_screened_best: int = 2
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
-    # all rows (the fitter stopping early on each held-out fold), then refitted on all rows for the median
+    # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
     cross_validation_below_rows: int = 1000
     cross_validation_folds: int = 5

@@ -188,7 +188,7 @@ def test_mixed_layers_are_also_fine_tuned_projected_onto_one_activation(tiny):
 def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     data = _dataset(seed=2)
     first = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
-    # references fitted by background threads while the latent search runs: every candidate is the same
+    # references fitted by forked worker processes while the latent search runs: every candidate is the same
     second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, jobs=3)
     assert model_to_bytes(first.model) == model_to_bytes(second.model)
     assert [model_to_bytes(m) for m in first.candidate_models] == [model_to_bytes(m) for m in second.candidate_models]
