@@ -188,12 +188,12 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    from benchmarks.compare_run import size_latency_rows
+    from benchmarks.compare_run import provenance_lines, size_latency_rows
 
     dense_key = "dense (best on validation)"
     splits = len(report["datasets"][0]["splits"])
     lines = ["# swat-edge classification against dense MLPs of the family (same fitter, split and calibration)", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min.", "",
+             *provenance_lines(report), "",
              f"Test accuracy (balanced accuracy; log-loss), means over {splits} stratified 75/25 splits; difference "
              "= swat-edge - dense, in accuracy points (mean, then each split's).", "",
              "| data | features / classes / test rows | swat-edge select | swat-edge project | dense (best on "

@@ -118,10 +118,10 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    from benchmarks.compare_run import size_latency_rows
+    from benchmarks.compare_run import provenance_lines, size_latency_rows
 
     lines = [f"# swat-edge with many features: input stage vs dense MLPs of the family on all features",
-             "", f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min.", "",
+             "", *provenance_lines(report), "",
              "Test MSE on the target scaled to [-1, 1] (R^2); ratio = swat-edge / best dense (chosen on validation).",
              "", "| data | features | swat-edge select | swat-edge project | dense (best on validation) | linear "
              "| select / dense | project / dense |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -78,3 +78,41 @@ def test_classification_splits_differ_by_seed_and_stay_stratified():
     train1, test1 = classify.load("iris", 1)
     assert not np.array_equal(test0.x, test1.x)
     assert sorted(np.bincount(test1.y[:, 0].astype(int))) == sorted(np.bincount(test0.y[:, 0].astype(int)))
+
+
+def test_only_reruns_the_named_data_sets_and_keeps_the_other_rows(tmp_path, capsys):
+    import json
+
+    from benchmarks.compare_run import provenance_lines, run_datasets
+
+    calls = []
+
+    def run_one(name, quick, embedding):
+        calls.append(name)
+        return {"name": name, "methods": {"m": {"score": float(len(calls))}}}
+
+    def markdown(report):
+        return "\n".join(provenance_lines(report)) + "\n"
+
+    def run(*argv):
+        return run_datasets("x.py", ["--out", str(tmp_path), *argv], ("a", "b", "c"), ("a",), run_one, markdown,
+                            "x", "score")
+
+    with pytest.raises(SystemExit):  # nothing to keep the other rows from yet
+        run("--only", "b")
+    assert run() == 0 and calls == ["a", "b", "c"]
+    assert run("--only", "b") == 0 and calls == ["a", "b", "c", "b"]
+    report = json.loads((tmp_path / "x.json").read_text())
+    assert [row["methods"]["m"]["score"] for row in report["datasets"]] == [1.0, 4.0, 3.0]  # a and c kept, in order
+    assert report["reused"] == {"a": "python benchmarks/x.py", "c": "python benchmarks/x.py"}
+    assert report["command"] == "python benchmarks/x.py --only b"
+    # a second partial run names the run that made each kept row
+    assert run("--only", "c") == 0
+    report = json.loads((tmp_path / "x.json").read_text())
+    assert report["reused"] == {"a": "python benchmarks/x.py", "b": "python benchmarks/x.py --only b"}
+    text = (tmp_path / "x.md").read_text()
+    assert "Rows of a: kept from an earlier run of `python benchmarks/x.py`." in text
+    assert "Rows of b: kept from an earlier run of `python benchmarks/x.py --only b`." in text
+    with pytest.raises(SystemExit):
+        run("--only", "nope")
+    capsys.readouterr()
