@@ -19,13 +19,13 @@ import numpy as np
 from ..data import Dataset
 from ..model import Layer, SparseMLP, class_probabilities, forward, hidden_activations
 
-__all__ = ["ClassFigures", "indicator_dataset", "to_classifier", "cross_entropy_head", "HEAD_RIDGE", "class_figures",
-           "stratified_split", "CALIBRATION_MAX_ROWS"]
+__all__ = ["ClassFigures", "indicator_dataset", "to_classifier", "cross_entropy_head", "feature_scales", "HEAD_RIDGE",
+           "class_figures", "stratified_split", "CALIBRATION_MAX_ROWS"]
 
 CALIBRATION_MAX_ROWS = 5000  # rows the logistic calibration is fitted on at most (seeded subsample beyond)
 _RIDGE = 1e-4  # on the calibration's weights: keeps separable classes finite
 _NEWTON_STEPS = 100
-# Ridge on the cross-entropy output layer's weights (mean loss; hidden features in [-1, 1]): on 5 stratified splits of
+# Ridge on the cross-entropy output layer's weights (mean loss; hidden features scaled to [-1, 1]): on 5 stratified splits of
 # iris and wine (the dense baselines of benchmarks/classify.py) 1e-3 lowered the test log-loss on 8 of 10 against the
 # temperature-and-offsets map alone (e.g. iris 0.799 -> 0.544, wine 0.163 -> 0.059), accuracy within a row;
 # 1e-4 overfitted (iris 0.363 -> 0.687), 1e-2 flattened confident splits (iris 0.090 -> 0.161).
@@ -137,11 +137,31 @@ def _class_probabilities_and_curvature(z: np.ndarray) -> tuple[np.ndarray, np.nd
     return p, p[:, :, None] * np.eye(p.shape[1])[None] - p[:, :, None] * p[:, None, :]
 
 
+def feature_scales(h: np.ndarray) -> np.ndarray:
+    """Each hidden feature's largest |value| on these rows, floored at 1e-6 of the largest one's (a feature of
+    rounding noise is not blown up to the size of the others); 1 where every feature is 0."""
+    scale = np.max(np.abs(h), axis=0, initial=0.0)
+    return np.maximum(scale, 1e-6 * np.max(scale, initial=0.0)) if np.any(scale > 0) else np.ones(h.shape[1])
+
+
 def cross_entropy_head(h: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
                        ridge: float = HEAD_RIDGE) -> tuple[np.ndarray, np.ndarray]:
     """The output layer (weight: features x logits, its zero pattern kept; bias: logits) minimising the mean
     cross-entropy of logits h weight + bias (sigmoid of one logit for two classes, else softmax) plus
-    ridge/2 |weight|^2, by damped Newton steps on the exact Hessian from the given layer (never worse than it)."""
+    ridge/2 |weight * feature_scales(h)|^2, by damped Newton steps on the exact Hessian from the given layer
+    (never worse than it).
+
+    The ridge is on the weights of the features scaled to [-1, 1], so the head is the same at any scale a hidden
+    layer carries its features: a network whose last hidden layer is linear can carry them at 1e-3 with output
+    weights of 1e3 (Levenberg-Marquardt found one on breast_cancer with --inputs select), and with the ridge on the
+    raw weights its head was flattened to the class prior (62.9% test accuracy, the majority class)."""
+    scale = feature_scales(h)
+    weight, bias = _cross_entropy_head(h / scale, labels, weight * scale[:, None], bias, ridge)
+    return weight / scale[:, None], bias
+
+
+def _cross_entropy_head(h: np.ndarray, labels: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+                        ridge: float) -> tuple[np.ndarray, np.ndarray]:
     n, logits = len(h), weight.shape[1]
     h1 = np.hstack([h, np.ones((n, 1))])
     free = np.vstack([weight != 0.0, np.ones((1, logits), dtype=bool)]).ravel()  # (feature, logit) order

@@ -61,7 +61,7 @@ def test_cross_validation_folds_hold_every_class_in_the_same_share():
 
 def test_the_classifier_keeps_the_hidden_stack_and_refits_the_output_layer_by_cross_entropy():
     from swat_edge.model import hidden_activations
-    from swat_edge.search.classify import HEAD_RIDGE
+    from swat_edge.search.classify import HEAD_RIDGE, feature_scales
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, size=(400, 2))
@@ -77,10 +77,11 @@ def test_the_classifier_keeps_the_hidden_stack_and_refits_the_output_layer_by_cr
         np.testing.assert_array_equal(mine.weight, theirs.weight)
     assert clf.output.weight[0, 1] == 0.0
     h = hidden_activations(clf, x)
+    scale = feature_scales(h)
 
     def penalised(w: np.ndarray, b: np.ndarray) -> float:
         p = class_probabilities(h @ w + b)[np.arange(len(x)), labels]
-        return float(-np.mean(np.log(p)) + 0.5 * HEAD_RIDGE * np.sum(w ** 2))
+        return float(-np.mean(np.log(p)) + 0.5 * HEAD_RIDGE * np.sum((w * scale[:, None]) ** 2))
 
     best = penalised(clf.output.weight, clf.output.bias)
     for i, j in ((0, 0), (2, 1), (4, 2)):  # nudging any free weight or bias can only make the loss worse
@@ -101,6 +102,7 @@ def test_the_cross_entropy_head_is_scikit_learns_logistic_regression(classes):
 
     rng = np.random.default_rng(classes)
     h = rng.uniform(-1, 1, size=(300, 4))
+    h /= np.abs(h).max(axis=0)  # features reaching +-1, where the head's ridge is scikit-learn's plain one
     labels = (h[:, 0] + 0.5 * h[:, 1] + 0.3 * rng.normal(size=300) > 0).astype(int)
     if classes == 3:
         labels += (h[:, 2] > 0.4).astype(int)
@@ -113,6 +115,29 @@ def test_the_cross_entropy_head_is_scikit_learns_logistic_regression(classes):
     # softmax logits are defined up to a shared shift; the penalty fixes the weights but not the biases' mean
     np.testing.assert_allclose(bias - bias.mean() * (classes > 2),
                                oracle.intercept_ - oracle.intercept_.mean() * (classes > 2), atol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_classifier_does_not_depend_on_the_scale_a_linear_hidden_layer_carries(classes):
+    # The same function twice: the second network's linear last hidden layer carries its features at 1e-3 and
+    # its output layer makes up for it. Its head was flattened to the class prior when the ridge was on the raw
+    # weights (breast_cancer, --inputs select: 62.9% test accuracy).
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-1, 1, size=(400, 2))
+    labels = (x[:, 0] - 0.4 * x[:, 1] > 0.1).astype(int) + (classes == 3) * (x[:, 1] > 0.6).astype(int)
+    model = random_model((2, 6, 4, classes if classes > 2 else 1), activations="tanh", per_layer=True, seed=3)
+    linear = model.hidden[1].__class__.make(model.hidden[1].weight, model.hidden[1].bias, "identity")
+    model = model.replace(hidden=(model.hidden[0], linear))
+    small = model.replace(hidden=(model.hidden[0], linear.__class__.make(linear.weight * 1e-3, linear.bias * 1e-3,
+                                                                         "identity")),
+                          output=model.output.__class__.make(model.output.weight * 1e3, model.output.bias, "identity"))
+    np.testing.assert_allclose(forward(small, x), forward(model, x), rtol=1e-9, atol=1e-9)
+    names = tuple("abc"[:classes])
+    expected = class_probabilities(forward(to_classifier(model, x, labels, names), x))
+    got = class_probabilities(forward(to_classifier(small, x, labels, names), x))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    majority = np.bincount(labels).max() / len(labels)
+    assert class_figures(to_classifier(small, x, labels, names), x, labels).accuracy > majority + 0.15
 
 
 def test_figures_match_scikit_learn():
