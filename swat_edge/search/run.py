@@ -34,6 +34,7 @@ from .classify import ClassFigures, class_figures, indicator_dataset, to_classif
 from .inputs import INPUT_METHODS
 from .latent import LatentRun, LatentSettings, Snapshot, optimise_latents
 from .objective import Budgets, ObjectiveWeights
+from .polish import polish
 from .problem import (
     MIN_TRAIN_ROWS,
     MIN_VALIDATION_ROWS,
@@ -55,8 +56,8 @@ from .problem import (
 from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
                          _reference_snapshot, reference_groups, reference_shapes)
 from .workers import WorkQueue, piece_runner
-from .validation import (CrossValidated, _cross_validated_entry, _fine_tune_entry, _fold_count, cross_validate,
-                         fit_candidate, reference_pieces, screens, uses_cross_validation)
+from .validation import (CrossValidated, _cross_validated_entry, _fine_tune_entry, _fold_count, _trial,
+                         cross_validate, fit_candidate, fit_start, reference_pieces, screens, uses_cross_validation)
 
 __all__ = [
     "MIN_TRAIN_ROWS",
@@ -138,6 +139,12 @@ class SearchSettings:
     dense_reference_screened_starts: int = 8
     dense_reference_screen_iterations: int = 20
     dense_reference_screened_best: int = 2
+    # Rounds of neuron resampling on the chosen network (polish.py; holdout split with Levenberg-Marquardt only;
+    # 0: none): each redraws one of its polish_among least useful hidden neurons and refits, kept when validation
+    # improves. Same structure, so the same cost on the target.
+    polish_rounds: int = 6
+    polish_among: int = 3
+    polish_width: int = 2  # starts per round, fitted side by side with --jobs 2 (the same network for any --jobs)
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -385,6 +392,33 @@ def choose(trials: list[Trial], settings: SearchSettings, row_errors: list[np.nd
                                               trial.entry.snapshot.depth))
 
 
+Fitted = tuple[SparseMLP, float, tuple[tuple[int, float], ...]]  # fit_start's: model, validation MSE, history
+
+
+def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: Callable[[SparseMLP], Fitted],
+                  helped: bool, starts: list[SparseMLP]) -> list[Fitted]:
+    """Each start fitted by fit_start: the first in this thread, the others (helped) by the helpers' remote_fit
+    at the same time; results in start order."""
+    if not helped:
+        return [fit_start(problem, start) for start in starts]
+    others = [background.submit(remote_fit, start) for start in starts[1:]]
+    return [fit_start(problem, starts[0]), *(other.result() for other in others)]
+
+
+def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]]) -> Trial:
+    """The chosen trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting
+    starts as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE.
+    The entry (the start, its structure and its estimate on the target) stays the chosen one's: only the weights
+    change."""
+    settings = problem.settings
+    result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
+                    rounds=settings.polish_rounds, seed=settings.seed, among=settings.polish_among,
+                    width=settings.polish_width)
+    if result.fitted is None:
+        return chosen
+    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted)
+
+
 def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
     """Each cross-validated trial's squared error per row of the training file (scaled target, mean over
     outputs): what its out-of-fold MSE averages."""
@@ -566,13 +600,17 @@ def _search(
     pieces = [piece for group in reference_groups(references)
               for piece in reference_pieces(problem, fit_entry, group, screen=screen)]
     queue = WorkQueue(len(pieces))
+    polishing = (settings.polish_rounds > 0 and not cross_validation
+                 and settings.fitter_for(len(problem.x_train)) == "lm")
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
     # for the whole section: threadpoolctl's limit is process-wide, and forked workers inherit it) and the results
-    # are kept in piece order, so the trials are the same for any number of jobs.
+    # are kept in piece order, so the trials are the same for any number of jobs. The helpers then share the
+    # polishing refits (the piece after the references: fit_start on a start handed over).
     with threadpool_limits(limits=1, user_api="blas"), \
-            piece_runner(pieces, jobs - 1, processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
+            piece_runner([*pieces, partial(fit_start, problem)], jobs - 1,
+                         processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
         helpers = [background.submit(queue.drain, remote) for _ in range(jobs - 1)]
         try:
@@ -591,11 +629,19 @@ def _search(
             for helper in helpers:
                 helper.result()  # a helper's exception surfaces here
             trials += [t for piece_trials in queue.results for t in piece_trials]
+            trials = _best_restarts(trials)
+            best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
+            if polishing:
+                if stage is not None:
+                    stage(f"polishing the chosen network: {settings.polish_rounds} rounds of neuron resampling, "
+                          f"{settings.polish_width} at a time")
+                polished = _polished(problem, best_trial, partial(_side_by_side, problem, background,
+                                                                  partial(remote, len(pieces)), jobs > 1))
+                trials = [polished if t is best_trial else t for t in trials]
+                best_trial = polished
         except BaseException:
             queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
             raise
-    trials = _best_restarts(trials)
-    best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
     final = best_trial.tuned
     latent_model = _latent_only(problem, trials, best_trial)
     timings["fine_tune_s"] = time.perf_counter() - t0 - timings["search_s"]

@@ -47,10 +47,16 @@ def _trial(problem: Problem, entry: PoolEntry, tuned: SparseMLP, val_scaled: flo
     return Trial(entry, score, tuned, val_scaled, tuple((step, val * scale2) for step, val in history), out_of_fold)
 
 
-def _fine_tune_entry(problem: Problem, entry: PoolEntry) -> Trial:
-    tuned, history = fit_candidate(entry.model, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
+def fit_start(problem: Problem, start: SparseMLP) -> tuple[SparseMLP, float, tuple[tuple[int, float], ...]]:
+    """One start fitted on the holdout split as every candidate is: (the model, its validation MSE on the scaled
+    target, its history in raw units)."""
+    tuned, history = fit_candidate(start, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
                                    problem.settings)
-    return _trial(problem, entry, tuned, _figures(tuned, problem.x_val, problem.y_val, problem.prep).mse, history)
+    return tuned, _figures(tuned, problem.x_val, problem.y_val, problem.prep).mse, history
+
+
+def _fine_tune_entry(problem: Problem, entry: PoolEntry) -> Trial:
+    return _trial(problem, entry, *fit_start(problem, entry.model))
 
 
 def screens(settings: SearchSettings, train_rows: int, cross_validation_rows: int | None = None) -> bool:

@@ -64,8 +64,8 @@ _INHERITED: dict[int, list[Callable[[], Any]]] = {}
 _TOKENS = itertools.count()
 
 
-def _run_inherited(token: int, index: int) -> Any:
-    return _INHERITED[token][index]()
+def _run_inherited(token: int, index: int, *args: Any) -> Any:
+    return _INHERITED[token][index](*args)
 
 
 def _ignore_interrupts() -> None:
@@ -73,12 +73,12 @@ def _ignore_interrupts() -> None:
 
 
 @contextmanager
-def piece_runner(pieces: list[Callable[[], Any]], helpers: int, processes: bool) -> Iterator[Callable[[int], Any]]:
-    """The function a helper thread runs piece k with: in this process, or (processes, helpers > 0, pieces to run
-    and forks()) in one of `helpers` worker processes forked on entry. Enter it before any other thread starts
-    work."""
+def piece_runner(pieces: list[Callable[..., Any]], helpers: int, processes: bool) -> Iterator[Callable[..., Any]]:
+    """The function a helper thread runs piece k with, run(k, *args) = pieces[k](*args): in this process, or
+    (processes, helpers > 0, pieces to run and forks()) in one of `helpers` worker processes forked on entry, the
+    arguments and the result pickled on the way. Enter it before any other thread starts work."""
     if not (processes and helpers > 0 and pieces and forks()):
-        yield lambda index: pieces[index]()
+        yield lambda index, *args: pieces[index](*args)
         return
     token = next(_TOKENS)
     _INHERITED[token] = pieces
@@ -86,7 +86,7 @@ def piece_runner(pieces: list[Callable[[], Any]], helpers: int, processes: bool)
                                initializer=_ignore_interrupts)
     try:
         pool.submit(int).result()  # fork every worker now, with the pieces registered and before torch runs
-        yield lambda index: pool.submit(_run_inherited, token, index).result()
+        yield lambda index, *args: pool.submit(_run_inherited, token, index, *args).result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         del _INHERITED[token]

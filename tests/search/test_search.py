@@ -197,6 +197,30 @@ def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     assert model_to_bytes(other.model) != model_to_bytes(first.model)
 
 
+def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
+    data = _dataset(n=1200, seed=8)  # >= 1,000 rows: the holdout split, where the chosen network is polished
+    stages = []
+    plain = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                       settings=dataclasses.replace(FAST, polish_rounds=0))
+    polished = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                          settings=dataclasses.replace(FAST, polish_rounds=6), stage=stages.append)
+    assert any("6 rounds of neuron resampling" in message for message in stages)
+    before, after = plain.chosen, polished.chosen
+    assert (after.origin, after.depth, after.nonzero_params, after.latency_us) == \
+        (before.origin, before.depth, before.nonzero_params, before.latency_us)  # the same network, priced the same
+    assert after.finetuned_val_mse < 0.5 * before.finetuned_val_mse, (before.finetuned_val_mse,
+                                                                       after.finetuned_val_mse)
+    # the rounds' second starts fitted by a forked worker process: the same network
+    helped = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                        settings=dataclasses.replace(FAST, polish_rounds=6), jobs=2)
+    assert model_to_bytes(helped.model) == model_to_bytes(polished.model)
+    assert after.finetuned_val_mse == pytest.approx(polished.metrics["fine_tuned"]["validation"].mse, rel=1e-9)
+    for a, b in zip(plain.model.layers, polished.model.layers):  # weights may move, the structure does not
+        np.testing.assert_array_equal(a.weight != 0, b.weight != 0)
+    others = [(c.origin, c.depth, c.finetuned_val_mse) for c in plain.candidates if not c.chosen]
+    assert others == [(c.origin, c.depth, c.finetuned_val_mse) for c in polished.candidates if not c.chosen]
+
+
 def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_it():
     import threading
     from concurrent.futures import ThreadPoolExecutor
