@@ -14,6 +14,10 @@ or random search, whose sparsity patterns the cache does not keep). The search r
 overrides of SearchSettings fields, and must use the same validation split (checked). Nothing is written: the
 budgeted wins/ties/losses and median ratios against the dense sweep are printed next to the cached search's.
 
+--polish-sweep LEVELS also rebuilds the dense sweep's best network at those budget levels from its best restart and
+polishes it as the search polishes its chosen network (search/polish.py), and scores the search against that too:
+the search's answer is polished and the cached sweep's is not, so this is the comparison where both are.
+
 --budgeted also runs the search once per budget level (the sweep's latency quartiles, as the tables use) with
 that budget given, as `swat-edge search --latency-budget` does, and scores those searches' best networks within
 the budget (chosen on validation, like every method) against the sweep's: what a user who states the budget gets.
@@ -35,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import compare_tables  # noqa: E402
 from benchmarks.compare_data import load_cornn  # noqa: E402
-from benchmarks.compare_task import Protocol, run_searches, search, search_split, swat_points  # noqa: E402
+from benchmarks.compare_task import (Protocol, fit_like_the_search, mse_on_test, restart_seed,  # noqa: E402
+                                     run_searches, search, search_split, start_network, swat_points,
+                                     validation_mse)
 from benchmarks.cornn import REPLICATION_TASKS  # noqa: E402
 
 
@@ -95,7 +101,14 @@ def main() -> None:
                         help="also search with each budget level given (--latency-budget) and score those searches")
     parser.add_argument("--budgeted-only", action="store_true",
                         help="only the searches with each budget level given (not the unbounded one)")
+    parser.add_argument("--polish-sweep", default="",
+                        help="budget levels (e.g. q3,unbounded) at which the sweep's best network is rebuilt from "
+                             "its best restart and polished as the search polishes its chosen one, and the search "
+                             "also scored against that")
     args = parser.parse_args()
+    polish_levels = [level for level in args.polish_sweep.split(",") if level]
+    if unknown := sorted(set(polish_levels) - set(compare_tables.LEVELS)):
+        parser.error(f"--polish-sweep {','.join(unknown)}: use levels of {','.join(compare_tables.LEVELS)}")
     from swat_edge.device.targets import load_target
     from swat_edge.search import set_torch_threads
     from swat_edge.search.embedding.storage import load_embedding
@@ -111,6 +124,7 @@ def main() -> None:
     print(f"target {target.name}: profile {target.provenance.kind} of {target.provenance.date}")
     old_rows, new_rows, walls = [], [], []
     budgeted: dict[str, list] = {level: [] for level in compare_tables.LEVELS[:-1]}
+    against_polished: dict[str, list] = {level: [] for level in polish_levels}
     for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
         cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
         if not cached:
@@ -148,6 +162,8 @@ def main() -> None:
               + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
         if args.budgeted:
             score_budgeted(task, split, settings, embedding, target, fresh, args.jobs, budgeted)
+        if polish_levels:
+            score_against_polished(task, split, settings, target, fresh, against_polished)
     if args.budgeted_only:
         print(f"\n{len(budgeted['q1'])} tasks; against the dense sweep (wins/ties/losses, median ratio of test MSE):")
         print("| search | " + " | ".join(budgeted) + " |")
@@ -166,6 +182,10 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.budgeted:
         print_budgeted(budgeted, "| (as above) |")
+    if polish_levels:
+        print("| against the sweep's best polished too | " + " | ".join(
+            _cell(compare_tables.summarise([r for r in against_polished[level] if r is not None]))
+            if level in against_polished else "-" for level in compare_tables.LEVELS) + " |")
     print("\nThe search's own choice (unbounded) against the 2-8-8-8-8-1 tanh: median test MSE ratio (wins/ties/losses)"
           " and that network's non-zero parameters / the chosen one's:")
     for name, rows in compared:
@@ -205,6 +225,49 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
         cells.append(f"{level} {levels[level]:.1f} us: " + ("-" if comparison is None or comparison[1] is None
                                                            else f"{comparison[1]:.2f}") + f" ({wall:.1f} s)")
     print("  searched with the budget: test MSE / the sweep's: " + "; ".join(cells), flush=True)
+
+
+def polished_sweep_point(task, split, settings, point: dict) -> dict:
+    """The sweep's network `point` rebuilt from its best restart (the seeds best_of_restarts draws) and polished by
+    the search's own neuron resampling (its rounds, width and seed), every refit fitted as the sweep's networks
+    are: the point with the polished network's validation and test MSE. The sweep then gets what the search's
+    chosen network gets."""
+    from swat_edge.search.polish import polish
+
+    widths = tuple(point["widths"])
+    activation = point["label"].split()[1]
+    best = int(np.argmin(point["restart_val_mse"]))
+    model = fit_like_the_search(start_network(widths, activation, restart_seed(settings.seed, best), split), split,
+                                settings)
+    val = validation_mse(model, split)
+    if not np.isclose(val, point["val_mse"], rtol=0.5):
+        print(f"  (rebuilt {point['label']}: validation {val:.3g} against the cached {point['val_mse']:.3g})")
+
+    def refit(starts):
+        fitted = [fit_like_the_search(start, split, settings) for start in starts]
+        return [(m, validation_mse(m, split), None) for m in fitted]
+
+    result = polish(model, val, refit, split.x_train, split.y_train, rounds=settings.polish_rounds,
+                    seed=settings.seed, among=settings.polish_among, width=settings.polish_width)
+    return {**point, "val_mse": result.val_mse, "test_mse": mse_on_test(result.model, task)}
+
+
+def score_against_polished(task, split, settings, target, row: dict, out: dict[str, list]) -> None:
+    """At each level of `out`, the search's best network within the budget (row's swat points) against the sweep's
+    best there polished (polished_sweep_point); the comparison appended to out[level]."""
+    levels = compare_tables.budget_levels(row, target.name)
+    polished: dict[str, dict] = {}
+    cells = []
+    for level in out:
+        sweep = compare_tables.choose_within(row["methods"]["dense_sweep"], target.name, levels[level])
+        if sweep is not None and sweep["label"] not in polished:
+            polished[sweep["label"]] = polished_sweep_point(task, split, settings, sweep)
+        ours = compare_tables.choose_within(compare_tables.points_for(row, "swat", target.name), target.name,
+                                            levels[level])
+        comparison = compare_tables.compare(ours, None if sweep is None else polished[sweep["label"]])
+        out[level].append(comparison)
+        cells.append(f"{level}: " + ("-" if comparison is None or comparison[1] is None else f"{comparison[1]:.2f}"))
+    print("  against the sweep's best polished: test MSE / its: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -62,21 +62,22 @@ class Polished(Generic[Fitted]):
     val_mse: float
     fitted: Fitted | None  # what refit returned with the kept network (None: no round improved on the start)
     accepted: int  # rounds that improved the validation MSE
-    rounds: int
+    rounds: int  # rounds run
 
 
 def polish(model: SparseMLP, val_mse: float,
            refit: Callable[[list[SparseMLP]], list[tuple[SparseMLP, float, Fitted]]],
            x_train: np.ndarray, y_train: np.ndarray, *, rounds: int, seed: int, among: int = 3,
-           width: int = 1) -> Polished[Fitted]:
-    """`rounds` rounds of neuron resampling from `model` (validation MSE val_mse). Each round redraws `width`
-    different neurons among the `among` least useful on the training rows (chosen at random), one per start, refits
-    the starts with refit(starts) -> [(model, validation MSE, anything the caller keeps)] (side by side if the
-    caller can), and keeps the best refit when its validation MSE is lower than the network's. Seeded, and the
-    draws do not depend on how refit runs the starts: the same inputs give the same network."""
+           width: int = 1, patience: int | None = None) -> Polished[Fitted]:
+    """Up to `rounds` rounds of neuron resampling from `model` (validation MSE val_mse), stopping after `patience`
+    rounds in a row that kept nothing (None: never). Each round redraws `width` different neurons among the `among`
+    least useful on the training rows (chosen at random), one per start, refits the starts with refit(starts) ->
+    [(model, validation MSE, anything the caller keeps)] (side by side if the caller can), and keeps the best
+    refit when its validation MSE is lower than the network's. Seeded, and the draws do not depend on how refit
+    runs the starts: the same inputs give the same network."""
     rng = np.random.default_rng(seed)
-    accepted, kept = 0, None
-    for _ in range(rounds):
+    accepted, kept, since_kept, done = 0, None, 0, 0
+    for done in range(1, rounds + 1):
         ranked = neuron_usefulness(model, x_train, y_train)[:max(among, width)]
         if not ranked:
             break
@@ -84,5 +85,9 @@ def polish(model: SparseMLP, val_mse: float,
         starts = [resample_neuron(model, ranked[k][1], ranked[k][2], rng) for k in picks]
         fitted, fitted_val, extra = min(refit(starts), key=lambda result: result[1])  # ties: the first start
         if fitted_val < val_mse:
-            model, val_mse, kept, accepted = fitted, fitted_val, extra, accepted + 1
-    return Polished(model, val_mse, kept, accepted, rounds)
+            model, val_mse, kept, accepted, since_kept = fitted, fitted_val, extra, accepted + 1, 0
+        else:
+            since_kept += 1
+            if patience is not None and since_kept >= patience:
+                break
+    return Polished(model, val_mse, kept, accepted, done)

@@ -140,11 +140,13 @@ class SearchSettings:
     dense_reference_screen_iterations: int = 20
     dense_reference_screened_best: int = 2
     # Rounds of neuron resampling on the chosen network (polish.py; holdout split with Levenberg-Marquardt only;
-    # 0: none): each redraws one of its polish_among least useful hidden neurons and refits, kept when validation
-    # improves. Same structure, so the same cost on the target.
+    # 0: none): each redraws polish_width of its polish_among least useful hidden neurons, one per copy, refits the
+    # copies side by side (--jobs 2) and keeps the better when validation improves; polish_patience rounds in a
+    # row that keep nothing end it. Same structure, so the same cost on the target.
     polish_rounds: int = 6
     polish_among: int = 3
-    polish_width: int = 2  # starts per round, fitted side by side with --jobs 2 (the same network for any --jobs)
+    polish_width: int = 2
+    polish_patience: int = 2
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -413,7 +415,7 @@ def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]]
     settings = problem.settings
     result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
                     rounds=settings.polish_rounds, seed=settings.seed, among=settings.polish_among,
-                    width=settings.polish_width)
+                    width=settings.polish_width, patience=settings.polish_patience)
     if result.fitted is None:
         return chosen
     return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted)
@@ -633,8 +635,8 @@ def _search(
             best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
             if polishing:
                 if stage is not None:
-                    stage(f"polishing the chosen network: {settings.polish_rounds} rounds of neuron resampling, "
-                          f"{settings.polish_width} at a time")
+                    stage(f"polishing the chosen network: up to {settings.polish_rounds} rounds of neuron "
+                          f"resampling, {settings.polish_width} copies each")
                 polished = _polished(problem, best_trial, partial(_side_by_side, problem, background,
                                                                   partial(remote, len(pieces)), jobs > 1))
                 trials = [polished if t is best_trial else t for t in trials]

@@ -95,6 +95,10 @@ def test_a_refit_is_kept_only_when_it_lowers_the_validation_mse():
     assert result.val_mse == 0.4 and result.accepted == 2
     unchanged = polish(model, 0.1, lambda starts: [(s, 1.0, s) for s in starts], x, y, rounds=3, seed=3)
     assert unchanged.model is model and unchanged.fitted is None and unchanged.accepted == 0
+    # patience: two rounds in a row that keep nothing end it (the count starts again after a kept round)
+    vals = iter([0.5, 0.7, 0.4, 0.9, 0.8, 0.1])
+    impatient = polish(model, 1.0, refit, x, y, rounds=6, seed=3, patience=2)
+    assert impatient.rounds == 5 and impatient.val_mse == 0.4 and impatient.accepted == 2
     # the best of a round's refits is the one offered, and it is kept only below the network's figure
     pairs = iter([(3.0, 0.6), (0.8, 0.9), (0.2, 0.3)])
 
