@@ -77,13 +77,14 @@ def polish(model: SparseMLP, val_mse: float,
     runs the starts: the same inputs give the same network."""
     rng = np.random.default_rng(seed)
     accepted, kept, since_kept, done = 0, None, 0, 0
-    for done in range(1, rounds + 1):
+    while done < rounds:
         ranked = neuron_usefulness(model, x_train, y_train)[:max(among, width)]
         if not ranked:
-            break
+            break  # no hidden neuron to redraw (the linear model)
         picks = rng.choice(len(ranked), size=min(width, len(ranked)), replace=False)
         starts = [resample_neuron(model, ranked[k][1], ranked[k][2], rng) for k in picks]
         fitted, fitted_val, extra = min(refit(starts), key=lambda result: result[1])  # ties: the first start
+        done += 1
         if fitted_val < val_mse:
             model, val_mse, kept, accepted, since_kept = fitted, fitted_val, extra, accepted + 1, 0
         else:

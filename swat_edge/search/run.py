@@ -407,18 +407,23 @@ def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: 
     return [fit_start(problem, starts[0]), *(other.result() for other in others)]
 
 
-def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]]) -> Trial:
+def _polished(problem: Problem, chosen: Trial,
+              refit: Callable[[list[SparseMLP]], list[Fitted]]) -> tuple[Trial, tuple[str, ...]]:
     """The chosen trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting
     starts as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE.
     The entry (the start, its structure and its estimate on the target) stays the chosen one's: only the weights
-    change."""
+    change. With a note saying what the rounds did (none for the linear model: no neuron to redraw)."""
     settings = problem.settings
+    if not chosen.tuned.hidden:
+        return chosen, ()
     result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
                     rounds=settings.polish_rounds, seed=settings.seed, among=settings.polish_among,
                     width=settings.polish_width, patience=settings.polish_patience)
+    note = (f"polished by neuron resampling: {result.accepted} of {result.rounds} rounds kept, validation MSE "
+            f"{chosen.val_mse:.3g} -> {result.val_mse:.3g} (scaled target)")
     if result.fitted is None:
-        return chosen
-    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted)
+        return chosen, (note,)
+    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted), (note,)
 
 
 def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
@@ -604,6 +609,7 @@ def _search(
     queue = WorkQueue(len(pieces))
     polishing = (settings.polish_rounds > 0 and not cross_validation
                  and settings.fitter_for(len(problem.x_train)) == "lm")
+    polish_note: tuple[str, ...] = ()
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
@@ -637,8 +643,8 @@ def _search(
                 if stage is not None:
                     stage(f"polishing the chosen network: up to {settings.polish_rounds} rounds of neuron "
                           f"resampling, {settings.polish_width} copies each")
-                polished = _polished(problem, best_trial, partial(_side_by_side, problem, background,
-                                                                  partial(remote, len(pieces)), jobs > 1))
+                polished, polish_note = _polished(problem, best_trial, partial(
+                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1))
                 trials = [polished if t is best_trial else t for t in trials]
                 best_trial = polished
         except BaseException:
@@ -662,7 +668,7 @@ def _search(
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
     predictions = _prediction_samples(splits, final, settings.seed)
-    notes = problem.prep.notes + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
+    notes = problem.prep.notes + polish_note + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
                                    f"{problem.latent_inputs}: {problem.stage.description}; the model takes all "
                                    "features (--inputs select|project)",) if problem.stage is not None else ())
     if cross_validation:

@@ -99,6 +99,8 @@ def test_a_refit_is_kept_only_when_it_lowers_the_validation_mse():
     vals = iter([0.5, 0.7, 0.4, 0.9, 0.8, 0.1])
     impatient = polish(model, 1.0, refit, x, y, rounds=6, seed=3, patience=2)
     assert impatient.rounds == 5 and impatient.val_mse == 0.4 and impatient.accepted == 2
+    line = random_model((2, 1), seed=0, normalization=False)  # no hidden neuron: nothing to redraw, no round run
+    assert polish(line, 1.0, refit, x, y, rounds=3, seed=0).rounds == 0
     # the best of a round's refits is the one offered, and it is kept only below the network's figure
     pairs = iter([(3.0, 0.6), (0.8, 0.9), (0.2, 0.3)])
 

@@ -205,6 +205,8 @@ def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
     polished = run_search(data, embedding=tiny, target=load_target("raspi4"),
                           settings=dataclasses.replace(FAST, polish_rounds=6), stage=stages.append)
     assert any("up to 6 rounds of neuron resampling" in message for message in stages)
+    assert any(note.startswith("polished by neuron resampling:") for note in polished.notes)
+    assert not any("neuron resampling" in note for note in plain.notes)
     before, after = plain.chosen, polished.chosen
     assert (after.origin, after.depth, after.nonzero_params, after.latency_us) == \
         (before.origin, before.depth, before.nonzero_params, before.latency_us)  # the same network, priced the same
