@@ -540,7 +540,7 @@ def run_search(
     classification data set is searched on class indicators (search/classify.py) split by class, and every
     fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
     reference networks in jobs - 1 worker processes (threads where workers.forks() is false, or with Adam)
-    while the latent search runs (the same model for any number)."""
+    while the latent search runs, and then each polishing round's second copy (the same model for any number)."""
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more")
     options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,
