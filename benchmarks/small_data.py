@@ -85,8 +85,9 @@ def run_one(name: str, seed: int, variant: str, embedding: Any) -> dict[str, Any
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Small data: cross-validated choice, earlier against today", "",
-             f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min.", "",
+    from benchmarks.compare_run import provenance_lines
+
+    lines = ["# Small data: cross-validated choice, earlier against today", "", *provenance_lines(report), "",
              "Means over the splits (each split's figure in brackets). diabetes: test MSE (raw units; lower is "
              "better); the others: test accuracy. `vs line`: chosen / the same search's linear candidate (MSE) or "
              "chosen - linear (accuracy, points).", "",
@@ -135,11 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"command": "python benchmarks/small_data.py" + (" --quick" if args.quick else ""),
               "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
               "minutes": (time.perf_counter() - t0) / 60, "rows": rows}
+    from swat_edge.files import atomic_write_bytes
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "small_data_quick" if args.quick else "small_data"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / f"{stem}.md").write_text(markdown(report))
+    atomic_write_bytes(out / f"{stem}.json", (json.dumps(report, indent=1) + "\n").encode(), force=True)
+    atomic_write_bytes(out / f"{stem}.md", markdown(report).encode(), force=True)
     print(markdown(report))
     return 0
 

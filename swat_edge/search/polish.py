@@ -77,8 +77,8 @@ def polish(model: SparseMLP, val_mse: float,
     runs the starts: the same inputs give the same network."""
     rng = np.random.default_rng(seed)
     accepted, kept, since_kept, done = 0, None, 0, 0
+    ranked = neuron_usefulness(model, x_train, y_train)[:max(among, width)]  # again only when the network changes
     while done < rounds:
-        ranked = neuron_usefulness(model, x_train, y_train)[:max(among, width)]
         if not ranked:
             break  # no hidden neuron to redraw (the linear model)
         picks = rng.choice(len(ranked), size=min(width, len(ranked)), replace=False)
@@ -87,6 +87,7 @@ def polish(model: SparseMLP, val_mse: float,
         done += 1
         if fitted_val < val_mse:
             model, val_mse, kept, accepted, since_kept = fitted, fitted_val, extra, accepted + 1, 0
+            ranked = neuron_usefulness(model, x_train, y_train)[:max(among, width)]
         else:
             since_kept += 1
             if patience is not None and since_kept >= patience:
