@@ -147,6 +147,11 @@ class SearchSettings:
     polish_among: int = 3
     polish_width: int = 2
     polish_patience: int = 2
+    # ... and on up to this many cheaper networks, the trade-off a user exports with --candidate: the best on
+    # validation within each of polish_cheaper budgets spaced evenly in log latency between the cheapest network
+    # with a hidden layer and the chosen one (on raspi4, whose latency is the layer count, the best 1- and 2-layer
+    # networks under a 3-layer choice). Then the choice is made again among all candidates.
+    polish_cheaper: int = 2
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -407,23 +412,66 @@ def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: 
     return [fit_start(problem, starts[0]), *(other.result() for other in others)]
 
 
-def _polished(problem: Problem, chosen: Trial,
-              refit: Callable[[list[SparseMLP]], list[Fitted]]) -> tuple[Trial, tuple[str, ...]]:
-    """The chosen trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting
-    starts as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE.
-    The entry (the start, its structure and its estimate on the target) stays the chosen one's: only the weights
-    change. With a note saying what the rounds did (none for the linear model: no neuron to redraw)."""
+def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]],
+              seed: int) -> tuple[Trial, str]:
+    """The trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting starts
+    as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE. The entry
+    (the start, its structure and its estimate on the target) stays the trial's: only the weights change. With
+    what the rounds did, for the note."""
+    settings = problem.settings
+    result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
+                    rounds=settings.polish_rounds, seed=seed, among=settings.polish_among,
+                    width=settings.polish_width, patience=settings.polish_patience)
+    summary = (f"{result.accepted} of {result.rounds} rounds kept, validation MSE {chosen.val_mse:.3g} -> "
+               f"{result.val_mse:.3g}")
+    if result.fitted is None:
+        return chosen, summary
+    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted), summary
+
+
+def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Trial]:
+    """Up to `count` trials cheaper than the chosen one worth polishing too: the best on validation within each of
+    `count` latency budgets spaced evenly in log latency between the cheapest trial with a hidden layer and the
+    chosen one (each trial once; the chosen one and the linear model never), most expensive budget first."""
+    latency = {id(t): t.entry.exact.latency_us[0] for t in trials}
+    hidden = [t for t in trials if t.tuned.hidden]
+    if count < 1 or not chosen.tuned.hidden or len(hidden) < 2:
+        return []
+    low, high = min(latency[id(t)] for t in hidden), latency[id(chosen)]
+    picked: list[Trial] = []
+    for k in range(count, 0, -1):
+        budget = low * (high / low) ** (k / (count + 1)) if low > 0 else high * k / (count + 1)
+        within = [t for t in hidden if latency[id(t)] <= budget and t is not chosen]
+        if within:
+            best = min(within, key=lambda t: (t.val_mse, latency[id(t)]))
+            if all(best is not other for other in picked):
+                picked.append(best)
+    return picked
+
+
+def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
+                   refit: Callable[[list[SparseMLP]], list[Fitted]],
+                   row_errors: list[np.ndarray] | None) -> tuple[list[Trial], Trial, tuple[str, ...]]:
+    """The chosen trial and the cheaper ones cheaper_to_polish picks, polished (_polished), and the choice made
+    again among all trials (a cheaper network polished to within the tolerance of the best is then chosen). With a
+    note saying what polishing did (none when the chosen network is the linear model: no neuron to redraw)."""
     settings = problem.settings
     if not chosen.tuned.hidden:
-        return chosen, ()
-    result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
-                    rounds=settings.polish_rounds, seed=settings.seed, among=settings.polish_among,
-                    width=settings.polish_width, patience=settings.polish_patience)
-    note = (f"polished by neuron resampling: {result.accepted} of {result.rounds} rounds kept, validation MSE "
-            f"{chosen.val_mse:.3g} -> {result.val_mse:.3g} (scaled target)")
-    if result.fitted is None:
-        return chosen, (note,)
-    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted), (note,)
+        return trials, chosen, ()
+    targets = [chosen, *cheaper_to_polish(trials, chosen, settings.polish_cheaper)]
+    polished, summaries = {}, []
+    for k, trial in enumerate(targets):
+        polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k)
+        summaries.append(summary)
+    trials = [polished.get(id(t), t) for t in trials]
+    rechosen = choose(trials, settings, row_errors)
+    note = f"polished by neuron resampling: the chosen network, {summaries[0]} (scaled target)"
+    if len(targets) > 1:
+        note += (f"; {len(targets) - 1} cheaper network{'s' if len(targets) > 2 else ''} of the front, "
+                 + "; ".join(summaries[1:]))
+    if rechosen is not polished[id(chosen)]:
+        note += "; a cheaper polished network is within the tolerance of the best and is chosen instead"
+    return trials, rechosen, (note,)
 
 
 def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
@@ -641,12 +689,11 @@ def _search(
             best_trial = choose(trials, settings, _out_of_fold_errors(problem, trials) if cross_validation else None)
             if polishing:
                 if stage is not None:
-                    stage(f"polishing the chosen network: up to {settings.polish_rounds} rounds of neuron "
-                          f"resampling, {settings.polish_width} copies each")
-                polished, polish_note = _polished(problem, best_trial, partial(
-                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1))
-                trials = [polished if t is best_trial else t for t in trials]
-                best_trial = polished
+                    stage(f"polishing the chosen network and up to {settings.polish_cheaper} cheaper ones: up to "
+                          f"{settings.polish_rounds} rounds of neuron resampling, {settings.polish_width} copies "
+                          "each")
+                trials, best_trial, polish_note = _polish_trials(problem, trials, best_trial, partial(
+                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1), None)
         except BaseException:
             queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
             raise

@@ -219,8 +219,18 @@ def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
     assert after.finetuned_val_mse == pytest.approx(polished.metrics["fine_tuned"]["validation"].mse, rel=1e-9)
     for a, b in zip(plain.model.layers, polished.model.layers):  # weights may move, the structure does not
         np.testing.assert_array_equal(a.weight != 0, b.weight != 0)
+    # up to polish_cheaper (2) cheaper networks are polished too; every other candidate is as it was
+    changed = [(b, a) for b, a in zip(plain.candidates, polished.candidates) if not b.chosen
+               and b.finetuned_val_mse != a.finetuned_val_mse]
+    assert 1 <= len(changed) <= 2
+    for b, a in changed:
+        assert (a.origin, a.depth, a.latency_us) == (b.origin, b.depth, b.latency_us)
+        assert a.finetuned_val_mse < b.finetuned_val_mse and a.latency_us < after.latency_us
+    alone = run_search(data, embedding=tiny, target=load_target("raspi4"),
+                       settings=dataclasses.replace(FAST, polish_rounds=6, polish_cheaper=0))
+    assert model_to_bytes(alone.model) == model_to_bytes(polished.model)
     others = [(c.origin, c.depth, c.finetuned_val_mse) for c in plain.candidates if not c.chosen]
-    assert others == [(c.origin, c.depth, c.finetuned_val_mse) for c in polished.candidates if not c.chosen]
+    assert others == [(c.origin, c.depth, c.finetuned_val_mse) for c in alone.candidates if not c.chosen]
 
 
 def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_it():
