@@ -229,7 +229,7 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
 
 def polished_sweep_point(task, split, settings, point: dict) -> dict:
     """The sweep's network `point` rebuilt from its best restart (the seeds best_of_restarts draws) and polished by
-    the search's own neuron resampling (its rounds, width and seed), every refit fitted as the sweep's networks
+    the search's own neuron resampling (its rounds, width, patience and seed), every refit fitted as the sweep's networks
     are: the point with the polished network's validation and test MSE. The sweep then gets what the search's
     chosen network gets."""
     from swat_edge.search.polish import polish
@@ -248,7 +248,8 @@ def polished_sweep_point(task, split, settings, point: dict) -> dict:
         return [(m, validation_mse(m, split), None) for m in fitted]
 
     result = polish(model, val, refit, split.x_train, split.y_train, rounds=settings.polish_rounds,
-                    seed=settings.seed, among=settings.polish_among, width=settings.polish_width)
+                    seed=settings.seed, among=settings.polish_among, width=settings.polish_width,
+                    patience=settings.polish_patience)
     return {**point, "val_mse": result.val_mse, "test_mse": mse_on_test(result.model, task)}
 
 

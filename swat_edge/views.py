@@ -260,7 +260,8 @@ def print_front(card: dict[str, Any]) -> None:
     print_table(
         f"front on {target} (export any point: swat-edge export model.onnx --candidate K)",
         ["K", "network", "validation MSE", f"predicted us on {target}", "bytes", "non-zero params", "chosen"],
-        [(p["k"], p["origin"] if p["origin"] == "linear" else f"{p['origin']}, depth {p['depth']}",
+        [(p["k"], (p["origin"] if p["origin"] == "linear" else f"{p['origin']}, depth {p['depth']}")
+          + (", polished" if p.get("polished") else ""),
           f"{p['val_mse']:.3g}", f"{p['latency_us']:.1f}", f"{p['size_bytes']:.0f}", p["nonzero_params"],
           "<-" if p["chosen"] else "") for p in front],
     )

@@ -59,7 +59,7 @@ def _candidate_dict(c: Any) -> dict[str, Any]:
         "finetuned_val_mse": _num(c.finetuned_val_mse), "latency_us": _num(c.latency_us),
         "size_bytes": _num(c.size_bytes), "nonzero_params": c.nonzero_params, "active_neurons": c.active_neurons,
         "budget_violation": _num(c.violation), "projected": c.projected, "chosen": c.chosen,
-        "origin": c.origin, "on_front": c.on_front,
+        "origin": c.origin, "on_front": c.on_front, "polished": c.polished,
     }
 
 
@@ -79,7 +79,7 @@ def _front(result: "SearchResult") -> list[dict[str, Any]]:
     return [
         {"k": k, "candidate": i, "origin": c.origin, "depth": c.depth, "val_mse": _num(c.finetuned_val_mse),
          "latency_us": _num(c.latency_us), "size_bytes": _num(c.size_bytes), "nonzero_params": c.nonzero_params,
-         "chosen": c.chosen, "file": front_file(k)}
+         "chosen": c.chosen, "polished": c.polished, "file": front_file(k)}
         for k, i in enumerate(front_indices(result.candidates)) for c in (result.candidates[i],)
     ]
 

@@ -152,6 +152,7 @@ class SearchSettings:
     # with a hidden layer and the chosen one (on raspi4, whose latency is the layer count, the best 1- and 2-layer
     # networks under a 3-layer choice). Then the choice is made again among all candidates.
     polish_cheaper: int = 2
+    polish_cheaper_patience: int = 1  # their rounds in a row that keep nothing end their polishing
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -231,6 +232,7 @@ class Candidate:
     chosen: bool = False
     origin: str = "search"  # "search" (decoded from the latent space), "linear" or "dense" (reference networks)
     on_front: bool = False  # Pareto-optimal in (validation MSE, predicted latency, bytes) among the candidates
+    polished: bool = False  # neuron resampling ran on it (SearchSettings.polish_rounds, polish_cheaper)
 
 
 @dataclass(frozen=True)
@@ -413,7 +415,7 @@ def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: 
 
 
 def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]],
-              seed: int) -> tuple[Trial, str]:
+              seed: int, patience: int) -> tuple[Trial, str]:
     """The trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting starts
     as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE. The entry
     (the start, its structure and its estimate on the target) stays the trial's: only the weights change. With
@@ -421,7 +423,7 @@ def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]]
     settings = problem.settings
     result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
                     rounds=settings.polish_rounds, seed=seed, among=settings.polish_among,
-                    width=settings.polish_width, patience=settings.polish_patience)
+                    width=settings.polish_width, patience=patience)
     summary = (f"{result.accepted} of {result.rounds} rounds kept, validation MSE {chosen.val_mse:.3g} -> "
                f"{result.val_mse:.3g}")
     if result.fitted is None:
@@ -450,28 +452,31 @@ def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Tr
 
 
 def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
-                   refit: Callable[[list[SparseMLP]], list[Fitted]],
-                   row_errors: list[np.ndarray] | None) -> tuple[list[Trial], Trial, tuple[str, ...]]:
+                   refit: Callable[[list[SparseMLP]], list[Fitted]]) -> tuple[list[Trial], Trial, list[Trial],
+                                                                              tuple[str, ...]]:
     """The chosen trial and the cheaper ones cheaper_to_polish picks, polished (_polished), and the choice made
     again among all trials (a cheaper network polished to within the tolerance of the best is then chosen). With a
-    note saying what polishing did (none when the chosen network is the linear model: no neuron to redraw)."""
+    note saying what polishing did (none when the chosen network is the linear model: no neuron to redraw).
+    Returns the trials, the chosen one, the polished ones and the note."""
     settings = problem.settings
     if not chosen.tuned.hidden:
-        return trials, chosen, ()
+        return trials, chosen, [], ()
     targets = [chosen, *cheaper_to_polish(trials, chosen, settings.polish_cheaper)]
     polished, summaries = {}, []
     for k, trial in enumerate(targets):
-        polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k)
+        patience = settings.polish_patience if k == 0 else settings.polish_cheaper_patience
+        polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k, patience)
         summaries.append(summary)
     trials = [polished.get(id(t), t) for t in trials]
-    rechosen = choose(trials, settings, row_errors)
+    rechosen = choose(trials, settings)  # holdout split only: no row errors
     note = f"polished by neuron resampling: the chosen network, {summaries[0]} (scaled target)"
     if len(targets) > 1:
         note += (f"; {len(targets) - 1} cheaper network{'s' if len(targets) > 2 else ''} of the front, "
                  + "; ".join(summaries[1:]))
     if rechosen is not polished[id(chosen)]:
-        note += "; a cheaper polished network is within the tolerance of the best and is chosen instead"
-    return trials, rechosen, (note,)
+        note += (f"; chosen again after polishing: a cheaper network (validation MSE {rechosen.val_mse:.3g}) is "
+                 "within the tolerance of the best")
+    return trials, rechosen, list(polished.values()), (note,)
 
 
 def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
@@ -658,6 +663,7 @@ def _search(
     polishing = (settings.polish_rounds > 0 and not cross_validation
                  and settings.fitter_for(len(problem.x_train)) == "lm")
     polish_note: tuple[str, ...] = ()
+    polished: list[Trial] = []
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
@@ -692,8 +698,8 @@ def _search(
                     stage(f"polishing the chosen network and up to {settings.polish_cheaper} cheaper ones: up to "
                           f"{settings.polish_rounds} rounds of neuron resampling, {settings.polish_width} copies "
                           "each")
-                trials, best_trial, polish_note = _polish_trials(problem, trials, best_trial, partial(
-                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1), None)
+                trials, best_trial, polished, polish_note = _polish_trials(problem, trials, best_trial, partial(
+                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1))
         except BaseException:
             queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
             raise
@@ -704,7 +710,8 @@ def _search(
     front = pareto_front([(t.val_mse, t.entry.exact.latency_us[0], t.entry.exact.model_bytes) for t in trials])
     candidates = tuple(
         _candidate(problem, t.entry.snapshot, t.entry.model, t.entry.exact, finetuned_val_mse=t.val_mse,
-                   projected=t.entry.projected, chosen=t is best_trial, origin=t.entry.origin, on_front=on_front)
+                   projected=t.entry.projected, chosen=t is best_trial, origin=t.entry.origin, on_front=on_front,
+                   polished=any(t is p for p in polished))
         for t, on_front in zip(trials, front)
     )
     splits = {"train": (problem.x_train, problem.y_train), "validation": (problem.x_val, problem.y_val)}

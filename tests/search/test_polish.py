@@ -109,3 +109,28 @@ def test_a_refit_is_kept_only_when_it_lowers_the_validation_mse():
 
     result = polish(model, 1.0, two, x, y, rounds=3, seed=3, width=2)
     assert result.val_mse == 0.2 and result.accepted == 2 and result.fitted == 0
+
+
+def _trial(latency_us: float, val_mse: float, hidden: bool = True):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(entry=SimpleNamespace(exact=SimpleNamespace(latency_us=(latency_us,))),
+                           tuned=SimpleNamespace(hidden=(object(),) if hidden else ()), val_mse=val_mse)
+
+
+def test_the_cheaper_networks_polished_are_the_best_within_budgets_spread_below_the_choice():
+    from swat_edge.search.run import cheaper_to_polish
+
+    # raspi4-like latencies: the layer count decides (1 layer 16.5 us, 2 layers 18.9 us, 3 layers 21.3 us)
+    line = _trial(14.0, 1e-1, hidden=False)
+    one_a, one_b = _trial(16.4, 2e-3), _trial(16.5, 1e-3)
+    two_a, two_b = _trial(18.8, 5e-4), _trial(18.9, 4e-4)
+    chosen, rival = _trial(21.3, 1e-4), _trial(21.2, 1.5e-4)
+    trials = [line, one_a, one_b, two_a, two_b, rival, chosen]
+    # log-spaced budgets between 16.4 (the cheapest with a hidden layer) and 21.3: 17.8 and 19.5 us
+    assert cheaper_to_polish(trials, chosen, 2) == [two_b, one_b]
+    assert cheaper_to_polish(trials, chosen, 1) == [one_b]  # one budget, at 18.7 us: no 2-layer network meets it
+    assert cheaper_to_polish(trials, chosen, 0) == []
+    assert cheaper_to_polish(trials, line, 2) == []  # a chosen line: nothing is cheaper with a hidden layer
+    # the same network is the best within two budgets: polished once
+    assert cheaper_to_polish([one_b, _trial(19.0, 1e-2), chosen], chosen, 2) == [one_b]

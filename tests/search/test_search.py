@@ -223,6 +223,8 @@ def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
     changed = [(b, a) for b, a in zip(plain.candidates, polished.candidates) if not b.chosen
                and b.finetuned_val_mse != a.finetuned_val_mse]
     assert 1 <= len(changed) <= 2
+    assert after.polished and not any(c.polished for c in plain.candidates)
+    assert all(a.polished for _, a in changed) and sum(c.polished for c in polished.candidates) <= 3
     for b, a in changed:
         assert (a.origin, a.depth, a.latency_us) == (b.origin, b.depth, b.latency_us)
         assert a.finetuned_val_mse < b.finetuned_val_mse and a.latency_us < after.latency_us

@@ -142,6 +142,7 @@ def test_every_front_point_is_listed_and_exports_with_candidate(searched, capsys
     assert [p["k"] for p in front] == list(range(len(front))) and len(front) >= 2
     assert [p["latency_us"] for p in front] == sorted(p["latency_us"] for p in front)
     assert sum(p["chosen"] for p in front) == 1  # the chosen network is never dominated
+    assert all(p["polished"] == candidates[p["candidate"]]["polished"] for p in front)
     for p in front:  # nothing listed on the front is dominated by another candidate
         c = candidates[p["candidate"]]
         assert c["on_front"] and not any(
