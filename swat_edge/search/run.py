@@ -152,7 +152,6 @@ class SearchSettings:
     # with a hidden layer and the chosen one (on raspi4, whose latency is the layer count, the best 1- and 2-layer
     # networks under a 3-layer choice). Then the choice is made again among all candidates.
     polish_cheaper: int = 2
-    polish_cheaper_patience: int = 1  # their rounds in a row that keep nothing end their polishing
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -415,7 +414,7 @@ def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: 
 
 
 def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]],
-              seed: int, patience: int) -> tuple[Trial, str]:
+              seed: int) -> tuple[Trial, str]:
     """The trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting starts
     as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE. The entry
     (the start, its structure and its estimate on the target) stays the trial's: only the weights change. With
@@ -423,7 +422,7 @@ def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]]
     settings = problem.settings
     result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
                     rounds=settings.polish_rounds, seed=seed, among=settings.polish_among,
-                    width=settings.polish_width, patience=patience)
+                    width=settings.polish_width, patience=settings.polish_patience)
     summary = (f"{result.accepted} of {result.rounds} rounds kept, validation MSE {chosen.val_mse:.3g} -> "
                f"{result.val_mse:.3g}")
     if result.fitted is None:
@@ -464,8 +463,7 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
     targets = [chosen, *cheaper_to_polish(trials, chosen, settings.polish_cheaper)]
     polished, summaries = {}, []
     for k, trial in enumerate(targets):
-        patience = settings.polish_patience if k == 0 else settings.polish_cheaper_patience
-        polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k, patience)
+        polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k)
         summaries.append(summary)
     trials = [polished.get(id(t), t) for t in trials]
     rechosen = choose(trials, settings)  # holdout split only: no row errors
