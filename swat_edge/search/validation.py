@@ -62,17 +62,18 @@ def _fine_tune_entry(problem: Problem, entry: PoolEntry) -> Trial:
 def screens(settings: SearchSettings, train_rows: int, cross_validation_rows: int | None = None) -> bool:
     """Whether the dense references' starts are screened (SearchSettings.dense_reference_screened_starts): on the
     holdout split with Levenberg-Marquardt only."""
-    return (settings.dense_reference_screened_starts > settings.dense_reference_restarts
+    return (settings.dense_reference_screened_starts > settings.dense_reference_screened_plain
             and cross_validation_rows is None and settings.fitter_for(train_rows) == "lm")
 
 
 def reference_pieces(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], group: list[PoolEntry],
                      *, screen: bool) -> list[Callable[[], list[Trial]]]:
     """One reference group's fitting as independent pieces whose trials, concatenated in order, are the group's:
-    each of the first dense_reference_restarts starts fitted with fit_entry, and, screening, the other starts as
-    one piece: each fitted for dense_reference_screen_iterations first, the dense_reference_screened_best best on
-    validation fitted on from there (ties: the earlier start). Small pieces let idle threads share the work."""
-    keep = problem.settings.dense_reference_restarts
+    each start fitted with fit_entry, or, screening, the first dense_reference_screened_plain of them, and the
+    other starts as one piece: each fitted for dense_reference_screen_iterations first, the
+    dense_reference_screened_best best on validation fitted on from there (ties: the earlier start). Small pieces
+    let idle threads share the work."""
+    keep = problem.settings.dense_reference_screened_plain
     plain = group if not screen or len(group) <= keep else group[:keep]
     pieces: list[Callable[[], list[Trial]]] = [functools.partial(_fitted, fit_entry, entry) for entry in plain]
     if len(plain) < len(group):

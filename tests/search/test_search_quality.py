@@ -271,11 +271,12 @@ def _wavy_data(n: int = 1200, seed: int = 0) -> Dataset:
 
 
 def test_screened_starts_only_add_to_each_reference_shape(tiny) -> None:
-    """The first dense_reference_restarts starts are fitted exactly as without screening; the screened ones can
+    """The first dense_reference_screened_plain starts are fitted exactly as without screening; the screened ones can
     only lower each shape's best validation MSE (holdout split: >= 1000 rows)."""
     data = _wavy_data()
     base = dataclasses.replace(FAST, dense_reference_depths=(1, 2), dense_reference_restarts=2,
-                               dense_reference_screen_iterations=10, dense_reference_screened_best=2)
+                               dense_reference_screened_plain=2, dense_reference_screen_iterations=10,
+                               dense_reference_screened_best=2)
     results = {starts: run_search(data, embedding=tiny, target=load_target("raspi4"),
                                   settings=dataclasses.replace(base, dense_reference_screened_starts=starts))
                for starts in (0, 6)}
