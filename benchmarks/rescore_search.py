@@ -229,9 +229,10 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
 
 def polished_sweep_point(task, split, settings, point: dict) -> dict:
     """The sweep's network `point` rebuilt from its best restart (the seeds best_of_restarts draws) and polished by
-    the search's own neuron resampling (its rounds, width, patience and seed), every refit fitted as the sweep's networks
-    are: the point with the polished network's validation and test MSE. The sweep then gets what the search's
-    chosen network gets."""
+    the search's own neuron resampling (its rounds, width, patience and seed), every refit fitted as the sweep's
+    networks are: the point with the polished network's validation and test MSE, or the cached point where that is
+    better on validation (the rebuild does not always reproduce the cached fit: ReLU networks often end elsewhere).
+    The sweep then gets what the search's chosen network gets, and never less than it had.
     from swat_edge.search.polish import polish
 
     widths = tuple(point["widths"])
@@ -250,6 +251,8 @@ def polished_sweep_point(task, split, settings, point: dict) -> dict:
     result = polish(model, val, refit, split.x_train, split.y_train, rounds=settings.polish_rounds,
                     seed=settings.seed, among=settings.polish_among, width=settings.polish_width,
                     patience=settings.polish_patience)
+    if result.val_mse >= point["val_mse"]:
+        return point  # a rebuild that ends worse than the cached network (ReLU networks often do) takes nothing away
     return {**point, "val_mse": result.val_mse, "test_mse": mse_on_test(result.model, task)}
 
 

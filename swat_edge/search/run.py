@@ -415,21 +415,21 @@ def _side_by_side(problem: Problem, background: ThreadPoolExecutor, remote_fit: 
     return [fit_start(problem, starts[0]), *(other.result() for other in others)]
 
 
-def _polished(problem: Problem, chosen: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]],
+def _polished(problem: Problem, trial: Trial, refit: Callable[[list[SparseMLP]], list[Fitted]],
               seed: int) -> tuple[Trial, str]:
     """The trial after SearchSettings.polish_rounds rounds of neuron resampling (polish.py), refit fitting starts
     as every candidate is fitted (fit_start); the trial itself when no round improved its validation MSE. The entry
     (the start, its structure and its estimate on the target) stays the trial's: only the weights change. With
     what the rounds did, for the note."""
     settings = problem.settings
-    result = polish(chosen.tuned, chosen.val_mse, refit, problem.x_train, problem.y_train,
+    result = polish(trial.tuned, trial.val_mse, refit, problem.x_train, problem.y_train,
                     rounds=settings.polish_rounds, seed=seed, among=settings.polish_among,
                     width=settings.polish_width, patience=settings.polish_patience)
-    summary = (f"{result.accepted} of {result.rounds} rounds kept, validation MSE {chosen.val_mse:.3g} -> "
+    summary = (f"{result.accepted} of {result.rounds} rounds kept, validation MSE {trial.val_mse:.3g} -> "
                f"{result.val_mse:.3g}")
     if result.fitted is None:
-        return chosen, summary
-    return _trial(problem, chosen.entry, result.model, result.val_mse, result.fitted), summary
+        return trial, summary
+    return _trial(problem, trial.entry, result.model, result.val_mse, result.fitted), summary
 
 
 def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Trial]:
