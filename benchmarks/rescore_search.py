@@ -232,7 +232,7 @@ def polished_sweep_point(task, split, settings, point: dict) -> dict:
     the search's own neuron resampling (its rounds, width, patience and seed), every refit fitted as the sweep's
     networks are: the point with the polished network's validation and test MSE, or the cached point where that is
     better on validation (the rebuild does not always reproduce the cached fit: ReLU networks often end elsewhere).
-    The sweep then gets what the search's chosen network gets, and never less than it had.
+    The sweep then gets what the search's chosen network gets, and never less than it had."""
     from swat_edge.search.polish import polish
 
     widths = tuple(point["widths"])
