@@ -436,17 +436,19 @@ def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Tr
     """Up to `count` trials cheaper than the chosen one worth polishing too: the best on validation within each of
     `count` latency budgets spaced evenly in log latency between the cheapest trial with a hidden layer and the
     chosen one (each trial once; the chosen one and the linear model never), most expensive budget first."""
-    latency = {id(t): t.entry.exact.latency_us[0] for t in trials}
+    def latency(t: Trial) -> float:
+        return t.entry.exact.latency_us[0]
+
     hidden = [t for t in trials if t.tuned.hidden]
     if count < 1 or not chosen.tuned.hidden or len(hidden) < 2:
         return []
-    low, high = min(latency[id(t)] for t in hidden), latency[id(chosen)]
+    low, high = min(latency(t) for t in hidden), latency(chosen)
     picked: list[Trial] = []
     for k in range(count, 0, -1):
         budget = low * (high / low) ** (k / (count + 1)) if low > 0 else high * k / (count + 1)
-        within = [t for t in hidden if latency[id(t)] <= budget and t is not chosen]
+        within = [t for t in hidden if latency(t) <= budget and t is not chosen]
         if within:
-            best = min(within, key=lambda t: (t.val_mse, latency[id(t)]))
+            best = min(within, key=lambda t: (t.val_mse, latency(t)))
             if all(best is not other for other in picked):
                 picked.append(best)
     return picked
@@ -494,13 +496,13 @@ def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, tra
         "dense {}x{} {}".format(*_reference_shape(e)) if e.origin == "dense"
         else "linear"
         for e in pool if e.origin != "search"))
-    if settings.dense_reference_restarts > 1 and any(e.origin == "dense" for e in pool):
+    if any(e.origin == "dense" for e in pool):
         if screens(settings, train_rows, cross_validation_rows):
             extra = settings.dense_reference_screened_starts - settings.dense_reference_screened_plain
             references.append(f"{settings.dense_reference_screened_plain} starts each and the best "
                               f"{settings.dense_reference_screened_best} of {extra} more after "
                               f"{settings.dense_reference_screen_iterations} iterations")
-        else:
+        elif settings.dense_reference_restarts > 1:
             references.append(f"{settings.dense_reference_restarts} starts each")
     if cross_validation_rows is not None:
         how = (f"Levenberg-Marquardt, {settings.cross_validation_folds}-fold cross-validation over all "
