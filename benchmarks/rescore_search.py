@@ -125,6 +125,8 @@ def main() -> None:
     old_rows, new_rows, walls = [], [], []
     budgeted: dict[str, list] = {level: [] for level in compare_tables.LEVELS[:-1]}
     against_polished: dict[str, list] = {level: [] for level in polish_levels}
+    # with --budgeted-only, the budgeted searches against the sweep's best polished, at the polished levels
+    budgeted_polished: dict[str, list] = {level: [] for level in polish_levels if level in budgeted}
     for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
         cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
         if not cached:
@@ -143,7 +145,8 @@ def main() -> None:
             raise SystemExit(f"{slug}: the split differs from the cached row's; not comparable")
         if args.budgeted_only:
             print(slug, end=":", flush=True)
-            score_budgeted(task, split, settings, embedding, target, row, args.jobs, budgeted)
+            score_budgeted(task, split, settings, embedding, target, row, args.jobs, budgeted,
+                           budgeted_polished)
             continue
         methods, wall = {}, {}
         t0 = time.perf_counter()
@@ -168,6 +171,10 @@ def main() -> None:
         print(f"\n{len(budgeted['q1'])} tasks; against the dense sweep (wins/ties/losses, median ratio of test MSE):")
         print("| search | " + " | ".join(budgeted) + " |")
         print_budgeted(budgeted)
+        if budgeted_polished:
+            print("| searched with the budget given, against the sweep's best polished too | " + " | ".join(
+                _cell(compare_tables.summarise([r for r in budgeted_polished[level] if r is not None]))
+                if level in budgeted_polished else "-" for level in budgeted) + " |")
         return
     print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s (--jobs {args.jobs}); against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
@@ -205,11 +212,15 @@ def print_budgeted(budgeted: dict[str, list], end: str = "|") -> None:
     print("| searched with the budget given | " + " | ".join(cells) + f" {end}")
 
 
-def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: int, out: dict[str, list]) -> None:
+def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: int, out: dict[str, list],
+                   against_polished: dict[str, list] | None = None) -> None:
     """One search per budget level with that latency budget given; each level's comparison with the sweep (the
-    best of each within the budget, chosen on validation) appended to out[level]."""
+    best of each within the budget, chosen on validation) appended to out[level], and at the levels of
+    against_polished the comparison with that sweep network polished (polished_sweep_point)."""
     levels = compare_tables.budget_levels(row, target.name)
     sweep = row["methods"]["dense_sweep"]
+    against_polished = against_polished or {}
+    polished: dict[str, dict] = {}
     cells = []
     for level in out:
         t0 = time.perf_counter()
@@ -220,10 +231,18 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
             points = []
         wall = time.perf_counter() - t0
         ours = compare_tables.choose_within(points, target.name, levels[level])
-        comparison = compare_tables.compare(ours, compare_tables.choose_within(sweep, target.name, levels[level]))
+        best_sweep = compare_tables.choose_within(sweep, target.name, levels[level])
+        comparison = compare_tables.compare(ours, best_sweep)
         out[level].append(comparison)
         cells.append(f"{level} {levels[level]:.1f} us: " + ("-" if comparison is None or comparison[1] is None
                                                            else f"{comparison[1]:.2f}") + f" ({wall:.1f} s)")
+        if level in against_polished:
+            if best_sweep is not None and best_sweep["label"] not in polished:
+                polished[best_sweep["label"]] = polished_sweep_point(task, split, settings, best_sweep)
+            comparison = compare_tables.compare(ours, None if best_sweep is None else polished[best_sweep["label"]])
+            against_polished[level].append(comparison)
+            cells[-1] += (", polished sweep " + ("-" if comparison is None or comparison[1] is None
+                                                  else f"{comparison[1]:.2f}"))
     print("  searched with the budget: test MSE / the sweep's: " + "; ".join(cells), flush=True)
 
 
