@@ -12,7 +12,7 @@ from swat_edge.device.targets import load_target  # noqa: E402
 from swat_edge.errors import UsageError  # noqa: E402
 from swat_edge.model import forward, random_model  # noqa: E402
 from swat_edge.search.embedding.storage import load_embedding  # noqa: E402
-from swat_edge.search.inputs import expand_inputs, project_features, select_features  # noqa: E402
+from swat_edge.search.inputs import _standardised, expand_inputs, project_features, select_features  # noqa: E402
 from swat_edge.search.latent import LatentSettings  # noqa: E402
 from swat_edge.search.run import SearchSettings, run_search  # noqa: E402
 
@@ -49,6 +49,42 @@ def test_selection_finds_the_informative_features_and_leaves_the_rest_at_zero_we
     stage = select_features(x, y, 3, NAMES)
     assert set(stage.names) == {"f2", "f5", "f9"}  # f5 acts only with f9: the product terms find it
     assert np.count_nonzero(stage.matrix) == 3 and not stage.shift.any()
+
+
+def _selection_oracle(x: np.ndarray, y: np.ndarray, k: int) -> list[int]:
+    """Forward selection as the module docstring states it, one least-squares solve per candidate and step."""
+    z, _, std = _standardised(x)
+    y = (y - y.mean(axis=0)) / np.where(y.std(axis=0) > 0, y.std(axis=0), 1.0)
+    usable = [j for j in range(x.shape[1]) if np.isfinite(std[j])]
+    chosen: list[int] = []
+    design = np.ones((len(z), 1))
+    while len(chosen) < min(k, len(usable)):
+        def rss(j: int) -> float:
+            zj = z[:, j:j + 1]
+            trial = np.hstack([design, zj, zj ** 2, zj ** 3, *(zj * z[:, s:s + 1] for s in chosen)])
+            coef = np.linalg.lstsq(trial, y, rcond=None)[0]
+            return float(np.sum((trial @ coef - y) ** 2))
+        best = min((j for j in usable if j not in chosen), key=rss)
+        zj = z[:, best:best + 1]
+        design = np.hstack([design, zj, zj ** 2, zj ** 3, *(zj * z[:, s:s + 1] for s in chosen)])
+        chosen.append(best)
+    return chosen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_selection_chooses_what_one_least_squares_solve_per_candidate_chooses(seed: int) -> None:
+    # the batched scoring (one eigendecomposition per block of candidates) is an optimisation of the plain
+    # algorithm: same features in the same order, with a copy of a feature, a binary and a constant one, two targets
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(700, 90))
+    x[:, 3] = x[:, 1]
+    x[:, 5] = np.sign(x[:, 5])
+    x[:, 6] = 7.0
+    y = np.c_[np.sin(x[:, 0]) + x[:, 2] * x[:, 4] + 0.1 * rng.normal(size=700), x[:, 7] ** 2 + x[:, 5]]
+    stage = select_features(x, y, 8, tuple(f"f{i}" for i in range(90)))
+    assert [int(name[1:]) for name in stage.names] == _selection_oracle(x, y, 8)
+    assert {"f0", "f2", "f4", "f7"} <= set(stage.names) and "f6" not in stage.names
+    assert not {"f1", "f3"} <= set(stage.names)  # a copy of a chosen feature adds nothing
 
 
 def test_projection_directions_are_uncorrelated_scores_of_all_features() -> None:
