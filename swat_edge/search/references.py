@@ -11,6 +11,7 @@ import numpy as np
 
 from ..device.targets import TargetProfile
 from ..model import Layer, SparseMLP, random_model
+from .inputs import expand_inputs
 from .latent import Snapshot
 from .problem import PoolEntry, Problem, Trial, _calibration_rows, _within_budgets
 
@@ -78,13 +79,48 @@ def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int
     return tuple(shapes)
 
 
+def references_read_every_feature(problem: Problem) -> bool:
+    """Whether the dense references take every feature of the data (True) or, like the searched networks, the
+    input stage's derived inputs: beyond SearchSettings.dense_reference_max_first_weights weights in their first
+    layer Levenberg-Marquardt's cost (the square of the parameters per iteration) would dwarf the search."""
+    family = getattr(problem.embedding, "module", problem.embedding).config.family
+    return (problem.stage is None
+            or problem.n_inputs * family.max_width <= problem.settings.dense_reference_max_first_weights)
+
+
+def first_layer_reads(problem: Problem) -> int:
+    """How many inputs the first layer of the search's widest network reads once expanded to the data's features:
+    all of them for a dense reference that takes every feature or a projected stage (a dense first layer that
+    fine-tuning trains), the stage's inputs for a selected one."""
+    if problem.stage is None or references_read_every_feature(problem) or problem.stage.method == "project":
+        return problem.n_inputs
+    return problem.latent_inputs
+
+
+def largest_network_params(problem: Problem) -> int:
+    """Free parameters of the search's largest network (the family's deepest and widest, dense, first_layer_reads
+    inputs): what decides whether Levenberg-Marquardt can fit the search's networks (SearchSettings.fitter_for)."""
+    family = getattr(problem.embedding, "module", problem.embedding).config.family
+    width, depth = family.max_width, max(family.max_depth, *problem.settings.dense_reference_depths)
+    return (first_layer_reads(problem) * width + width + (depth - 1) * (width * width + width)
+            + (width + 1) * problem.y_train.shape[1])
+
+
 def _dense_start(problem: Problem, depth: int, width: int, activation: str, restart: int) -> SparseMLP:
-    """A seeded dense start of the shape, scaled and labelled as the search's reference."""
-    widths = (problem.n_inputs, *([width] * depth), problem.y_train.shape[1])
+    """A seeded dense start of the shape, scaled and labelled as the search's reference: on every feature, or on
+    the input stage's inputs and expanded to every feature (references_read_every_feature)."""
+    every = references_read_every_feature(problem)
+    n_in = problem.n_inputs if every else problem.latent_inputs
+    widths = (n_in, *([width] * depth), problem.y_train.shape[1])
     start = random_model(widths, activations=activation, per_layer=True, seed=problem.settings.seed + restart,
                          normalization=False)
+    fields = problem.model_fields
+    if not every:
+        start = expand_inputs(start.replace(**problem.stage_fields), problem.stage,
+                              input_scale=fields["input_scale"], input_offset=fields["input_offset"],
+                              feature_names=fields["feature_names"], input_fill=fields["input_fill"])
     return start.replace(provenance=_provenance(problem, depth, "dense reference"),
-                         calibration=_calibration_rows(problem), **problem.model_fields)
+                         calibration=_calibration_rows(problem), **fields)
 
 
 def _widest_within_budgets(problem: Problem, depth: int, width: int, activation: str) -> int | None:

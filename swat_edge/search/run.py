@@ -54,7 +54,7 @@ from .problem import (
     split_and_scale,
 )
 from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
-                         _reference_snapshot, reference_groups, reference_shapes)
+                         _reference_snapshot, largest_network_params, reference_groups, reference_shapes)
 from .workers import WorkQueue, piece_runner
 from .validation import (CrossValidated, _cross_validated_entry, _fine_tune_entry, _fold_count, _trial,
                          cross_validate, fit_candidate, fit_start, reference_pieces, screens, uses_cross_validation)
@@ -103,6 +103,10 @@ class SearchSettings:
     # beyond; "lm" or "adam" force one. LM reached 1e-3 to 1e-5x Adam's validation MSE on smooth CORNN tasks.
     fitter: str = "auto"
     full_batch_max_rows: int = 200_000
+    # ... and networks of up to this many free parameters: LM solves J^T J of their count squared per iteration
+    # (a 200-8-8-8-1 tanh, 1,689 parameters on 2,400 rows: 0.56 s per iteration against 0.02 s for 249
+    # parameters). Beyond it (a projected input stage over more than ~100 features) "auto" fits with Adam.
+    lm_max_params: int = 1000
     fit: FitSettings = FitSettings()
     finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
     finetune_final_lr: float = 0.0005
@@ -126,6 +130,10 @@ class SearchSettings:
     # (seed 0) adding depth 3 took swat-edge's unbounded median ratio to the sweep from 2.16 to 1.10 on both
     # targets, for ~2.5 s more search time.
     dense_reference_depths: tuple[int, ...] = (1, 2, 3)
+    # The dense references take every feature while their first layer has at most this many weights (64
+    # features at width 8, the wide benchmark's data sets); beyond, they take the input stage's derived inputs
+    # as the searched networks do: on 200 features their LM fits alone took over 10 minutes.
+    dense_reference_max_first_weights: int = 512
     # random starts per dense reference, the best on validation kept: on himmelblau the 8-8 tanh reached 2.8e-4
     # from one start and 4.3e-5 as the best of 7
     dense_reference_restarts: int = 3
@@ -194,12 +202,14 @@ class SearchSettings:
             raise UsageError(f"--inputs {self.inputs}: use auto, {' or '.join(INPUT_METHODS)}")
         return self
 
-    def fitter_for(self, train_rows: int) -> str:
-        """"lm" or "adam": what fine-tunes the candidates on this many training rows."""
+    def fitter_for(self, train_rows: int, largest_params: int = 0) -> str:
+        """"lm" or "adam": what fine-tunes the candidates on this many training rows when the largest network
+        has largest_params free parameters."""
         if self.fitter not in ("auto", "lm", "adam"):
             raise UsageError(f"--fitter {self.fitter}: use auto, lm or adam")
         if self.fitter == "auto":
-            return "lm" if train_rows <= self.full_batch_max_rows else "adam"
+            small = train_rows <= self.full_batch_max_rows and largest_params <= self.lm_max_params
+            return "lm" if small else "adam"
         return self.fitter
 
 
@@ -631,6 +641,19 @@ def run_search(
                    classification={name: class_figures(model, x, y) for name, (x, y) in splits.items()})
 
 
+def _fitter_for_size(problem: Problem) -> tuple[Problem, tuple[str, ...]]:
+    """The problem with --fitter auto resolved to adam where its largest network is too large for
+    Levenberg-Marquardt (SearchSettings.lm_max_params), and a note saying so; unchanged otherwise."""
+    settings, rows = problem.settings, len(problem.x_train)
+    largest = largest_network_params(problem)
+    if settings.fitter != "auto" or settings.fitter_for(rows, largest) == settings.fitter_for(rows):
+        return problem, ()
+    note = (f"fine-tuned with Adam: the largest network has {largest} free parameters (its first layer reads all "
+            f"{problem.n_inputs} features), more than Levenberg-Marquardt takes ({settings.lm_max_params}; "
+            "--inputs select keeps the networks small)")
+    return replace(problem, settings=replace(settings, fitter="adam")), (note,)
+
+
 def _search(
     dataset: Dataset,
     *,
@@ -651,7 +674,8 @@ def _search(
     check_dataset(dataset, family, embedding_name or str(getattr(embedding, "source", "")))
     if test is not None and test.x.shape[1] != dataset.x.shape[1]:
         raise InputError(f"{test.path}: {test.x.shape[1]} features, the training data has {dataset.x.shape[1]}")
-    problem = _prepare_problem(dataset, embedding, target, budgets, settings, strata)
+    problem, fitter_note = _fitter_for_size(_prepare_problem(dataset, embedding, target, budgets, settings, strata))
+    settings = problem.settings
     timings: dict[str, float] = {}
     cross_validation = uses_cross_validation(settings, dataset.n_rows)
     fit_entry = partial(_cross_validated_entry if cross_validation else _fine_tune_entry, problem)
@@ -725,7 +749,7 @@ def _search(
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
     predictions = _prediction_samples(splits, final, settings.seed)
-    notes = problem.prep.notes + polish_note + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
+    notes = problem.prep.notes + fitter_note + polish_note + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
                                    f"{problem.latent_inputs}: {problem.stage.description}; the model takes all "
                                    "features (--inputs select|project)",) if problem.stage is not None else ())
     if cross_validation:

@@ -131,6 +131,42 @@ def test_a_search_on_more_features_than_the_embedding_takes_gives_a_model_on_all
         np.testing.assert_allclose(single, forward(result.model, x[:50]), rtol=1e-4, atol=1e-4)
 
 
+def _wide_search(tiny, **fields):
+    x, y = _data(seed=1)
+    data = Dataset("wide.csv", x, y, NAMES, ("y",), "0" * 64)
+    settings = SearchSettings(latent=LatentSettings(steps=30, starts_per_depth=2, eval_every=10, cost_every=5),
+                              finetune_steps=100, polish_rounds=0, **fields)
+    return run_search(data, embedding=tiny, target=load_target("raspi4"), settings=settings)
+
+
+def test_dense_references_read_the_selected_inputs_when_every_feature_would_make_their_first_layer_too_wide(tiny):
+    def features_read(result) -> list[set[int]]:
+        return [set(np.flatnonzero(np.any(model.layers[0].weight != 0, axis=1)))
+                for cand, model in zip(result.candidates, result.candidate_models) if cand.origin == "dense"]
+
+    every = features_read(_wide_search(tiny, inputs="select"))  # 12 features x width 3: 36 weights, within 512
+    assert every and all(len(read) >= 11 for read in every)  # all but the constant feature f7
+    narrow = _wide_search(tiny, inputs="select", dense_reference_max_first_weights=30)
+    selected = {NAMES.index(name) for note in narrow.notes if "forward selection kept" in note
+                for name in note.split(": ")[2].split("; ")[0].split(", ")}
+    read = features_read(narrow)
+    assert read and len(selected) == tiny.config.family.max_inputs
+    assert all(features <= selected for features in read)
+
+
+def test_auto_fits_with_adam_when_the_largest_network_is_too_large_for_levenberg_marquardt(tiny):
+    # with the references on the stage's 2 inputs, select's largest network (2-3-3-3-1) has 37 free parameters
+    # and project's (its first layer reads all 12 features through the projection) 67
+    small = _wide_search(tiny, inputs="select", dense_reference_max_first_weights=30, lm_max_params=40)
+    large = _wide_search(tiny, inputs="project", dense_reference_max_first_weights=30, lm_max_params=40)
+    assert not any("fine-tuned with Adam" in note for note in small.notes)
+    assert any(note.startswith("fine-tuned with Adam: the largest network has 67 free parameters") and
+               "all 12 features" in note for note in large.notes)
+    # Adam checks validation every finetune_check_every steps; LM records every accepted iteration
+    assert {step % 50 for step, _ in large.finetune_history} == {0}
+    assert {step % 50 for step, _ in small.finetune_history} != {0}
+
+
 def test_an_unknown_input_method_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="--inputs pca: use auto, select or project"):
         SearchSettings(inputs="pca").check()
