@@ -26,6 +26,7 @@ __all__ = [
     "load_train_and_test",
     "holdout_split",
     "minmax_scaling",
+    "column_list",
 ]
 
 
@@ -42,6 +43,15 @@ class Table:
     @property
     def n_rows(self) -> int:
         return int(self.values.shape[0])
+
+
+def column_list(names: tuple[str, ...] | list[str], head: int = 10, tail: int = 3) -> str:
+    """Input column names for one line: all of them, or for many the first and last few and how many between
+    (a 1,000-feature model's full list is in its metadata, not on the terminal)."""
+    if len(names) <= head + tail + 3:
+        return ", ".join(names)
+    skipped = len(names) - head - tail
+    return f"{', '.join(names[:head])}, ... ({skipped} more), {', '.join(names[-tail:])}"
 
 
 def _parse_cell(text: str) -> float:
@@ -218,8 +228,8 @@ def model_rows(
         return x, y
     raise DataError(
         table.path,
-        f"has {table.values.shape[1]} columns ({', '.join(table.columns)}); the model takes {n_in} inputs "
-        f"({', '.join(feature_names)}): name them in the header or give exactly {n_in} (or {n_in + n_out}) columns",
+        f"has {table.values.shape[1]} columns ({column_list(tuple(table.columns))}); the model takes {n_in} inputs "
+        f"({column_list(tuple(feature_names))}): name them in the header or give exactly {n_in} (or {n_in + n_out}) columns",
     )
 
 

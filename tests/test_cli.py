@@ -10,7 +10,7 @@ import pytest
 from clirun import run_cli, run_without_torch
 
 from swat_edge.export.onnx import check_onnx, load_onnx, run_onnx
-from swat_edge.model import forward, model_to_bytes, save_model
+from swat_edge.model import forward, model_to_bytes, random_model, save_model
 
 REPO = Path(__file__).resolve().parent.parent  # not imported from conftest: tests/search has one too
 EXAMPLES = REPO / "examples"
@@ -93,6 +93,19 @@ def test_export_drops_unused_inputs_when_asked_and_says_which(tmp_path, capsys):
     code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.c", "--drop-unused-inputs"], capsys)
     assert code == 0 and "inputs: 2 columns in this order: a, c" in stdout
     assert "#define M_N_INPUTS 2" in (tmp_path / "m.h").read_text()
+
+
+def test_many_input_columns_are_summarised_on_one_line_and_kept_whole_in_the_metadata(tmp_path, capsys):
+    names = tuple(f"sensor_{i}" for i in range(40))
+    model = random_model((40, 3, 1), seed=0).replace(feature_names=names)
+    src = save_model(model, tmp_path / "m.safetensors")
+    code, stdout, _ = run_cli(["export", src, "-o", tmp_path / "m.onnx"], capsys)
+    assert code == 0
+    line = next(line for line in stdout.splitlines() if "columns in this order" in line)
+    assert line.endswith("sensor_0, sensor_1, sensor_2, sensor_3, sensor_4, sensor_5, sensor_6, sensor_7, sensor_8, "
+                         "sensor_9, ... (27 more), sensor_37, sensor_38, sensor_39")
+    meta = {p.key: p.value for p in load_onnx(tmp_path / "m.onnx").metadata_props}
+    assert json.loads(meta["feature_names"]) == list(names)
 
 
 def _write(path: Path, data) -> Path:
