@@ -15,7 +15,7 @@ if str(REPO) not in sys.path:
 pytest.importorskip("sklearn")
 pytest.importorskip("torch")
 
-from benchmarks import classify, wide  # noqa: E402
+from benchmarks import classify, many_features, wide  # noqa: E402
 
 
 def test_wide_data_keeps_every_feature_and_a_fixed_split():
@@ -24,6 +24,13 @@ def test_wide_data_keeps_every_feature_and_a_fixed_split():
     assert task.x_train.shape == (1500, 60) and task.x_test.shape == (500, 60)
     np.testing.assert_array_equal(task.x_test, again.x_test)  # the split does not depend on anything but the seed
     assert task.y_train.min() == pytest.approx(-1.0) and task.y_train.max() == pytest.approx(1.0)
+
+
+def test_many_features_data_has_hundreds_of_features_and_a_fixed_split():
+    task = many_features.load("friedman1_1000")
+    assert task.x_train.shape == (1500, 1000) and task.x_test.shape == (500, 1000)
+    np.testing.assert_array_equal(task.x_test, many_features.load("friedman1_1000").x_test)
+    assert many_features.load("index200").x_train.shape == (1500, 200)
 
 
 def test_classification_data_is_stratified_and_labelled():
