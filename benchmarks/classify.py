@@ -9,7 +9,7 @@ stratified 75/25 train/test splits, one per seed (SPLITS; seed s draws the split
 baselines). A test set of 38 rows (iris) moves accuracy by 2.6 points per row, so the figures are means over the
 splits, each split's difference listed beside them. Methods, on the search's stratified train/validation split or,
 below SearchSettings.cross_validation_below_rows rows, its stratified folds:
-- swat-edge `search --target cortex-m4` with `--inputs select` and `--inputs project` (features beyond the
+- swat-edge `search --target cortex-m4` with `--inputs select`, `--inputs project` and `--inputs auto` (features beyond the
   embedding's 8 go through the input stage; the model takes all of them; with 8 features or fewer there is no
   input stage and the two are one search);
 - dense MLPs of the family on all features: depth 1-2 x width {4, 8} x {tanh, relu}, each the best of 3 starts
@@ -136,6 +136,7 @@ def run_split(name: str, seed: int, quick: bool) -> dict[str, Any]:
     from swat_edge.search.embedding.storage import load_embedding
     from swat_edge.search.run import run_search
 
+    from benchmarks.compare_run import stage_taken
     from benchmarks.compare_task import Protocol
 
     torch.set_num_threads(1)
@@ -144,15 +145,15 @@ def run_split(name: str, seed: int, quick: bool) -> dict[str, Any]:
     settings = (Protocol.quick() if quick else Protocol()).search_settings(seed)
     family_inputs = embedding.module.config.family.max_inputs
     methods: dict[str, Any] = {}
-    for inputs in ("select", "project"):
-        if inputs == "project" and train.x.shape[1] <= family_inputs:  # no input stage: the same search
-            methods["swat (project)"] = methods["swat (select)"]
+    for inputs in ("select", "project", "auto"):
+        if inputs != "select" and train.x.shape[1] <= family_inputs:  # no input stage: the same search
+            methods[f"swat ({inputs})"] = methods["swat (select)"]
             continue
         t0 = time.perf_counter()
         result = run_search(train, embedding=embedding, target=load_target("cortex-m4"),
                             settings=replace(settings, inputs=inputs))
         methods[f"swat ({inputs})"] = {**_figures(result.model, test, time.perf_counter() - t0),
-                                       "origin": result.chosen.origin}
+                                       "origin": result.chosen.origin, "stage": stage_taken(result)}
     model, label, wall = dense_baseline(train, settings)
     methods["dense (best on validation)"] = {**_figures(model, test, wall), "label": label}
     methods["logistic regression"] = logistic_reference(train, test)
@@ -167,7 +168,7 @@ def _mean_methods(splits: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [split["methods"][method] for split in splits]
         out[method] = {key: float(np.mean([row[key] for row in rows])) for key, value in rows[0].items()
                        if isinstance(value, (int, float))}
-        for key in ("label", "origin"):
+        for key in ("label", "origin", "stage"):
             if key in rows[0]:
                 values = [row[key] for row in rows]
                 out[method][key] = max(set(values), key=values.count)
@@ -196,9 +197,10 @@ def markdown(report: dict[str, Any]) -> str:
              *provenance_lines(report), "",
              f"Test accuracy (balanced accuracy; log-loss), means over {splits} stratified 75/25 splits; difference "
              "= swat-edge - dense, in accuracy points (mean, then each split's).", "",
-             "| data | features / classes / test rows | swat-edge select | swat-edge project | dense (best on "
-             "validation) | logistic regression | select - dense | project - dense |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| data | features / classes / test rows | swat-edge select | swat-edge project | swat-edge auto "
+             "(took, most splits) | dense (best on validation) | logistic regression | select - dense | "
+             "project - dense | auto - dense |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["datasets"]:
         m = row["methods"]
         cell = lambda k: (f"{100 * m[k]['accuracy']:.1f}% ({100 * m[k]['balanced_accuracy']:.1f}%; "  # noqa: E731
@@ -209,10 +211,13 @@ def markdown(report: dict[str, Any]) -> str:
                     for s in row["splits"]]
             return f"{np.mean(each):+.1f} ({', '.join(f'{d:+.1f}' for d in each)})"
 
+        ran_auto = "swat (auto)" in m  # rows kept from a run before --inputs auto chose by validation: not run
+        auto = f"{cell('swat (auto)')} ({m['swat (auto)'].get('stage', '-')})" if ran_auto else "not run"
+        auto_difference = difference("swat (auto)") if ran_auto else "-"
         lines.append(f"| {row['name']} | {row['features']} / {row['classes']} / {row['rows_test']} | "
-                     f"{cell('swat (select)')} | {cell('swat (project)')} | {cell(dense_key)} {m[dense_key]['label']} | "
-                     f"{cell('logistic regression')} | {difference('swat (select)')} | "
-                     f"{difference('swat (project)')} |")
+                     f"{cell('swat (select)')} | {cell('swat (project)')} | {auto} | {cell(dense_key)} "
+                     f"{m[dense_key]['label']} | {cell('logistic regression')} | {difference('swat (select)')} | "
+                     f"{difference('swat (project)')} | {auto_difference} |")
     lines += ["", "Size and predicted latency, means over the splits (non-zero parameters; cortex-m4 / raspi4 us):", "",
               *size_latency_rows(report["datasets"], ("cortex_m4", "raspi4"))]
     return "\n".join(lines) + "\n"

@@ -323,6 +323,16 @@ def _earlier_rows(path: Path, names: Sequence[str], only: Sequence[str]) -> dict
     return {"rows": rows, "made_by": made_by}
 
 
+def stage_taken(result: Any) -> str:
+    """Which input stage a search ran on: "select", "project", or "-" (no stage: few enough features)."""
+    for note in result.notes:
+        if "forward selection kept" in note:
+            return "select"
+        if "partial-least-squares directions" in note:
+            return "project"
+    return "-"
+
+
 def provenance_lines(report: dict[str, Any]) -> list[str]:
     """The Markdown header lines saying which command made the report (and which made the rows it kept)."""
     lines = [f"Command: `{report['command']}`  ", f"Machine: {report['machine']}; {report['minutes']:.1f} min."]

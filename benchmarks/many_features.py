@@ -7,8 +7,9 @@ features than the embedding's networks take (200 and 1,000), with either input s
 Data (generator seed 0, 75/25 train/test split, target scaled to [-1, 1] by the training rows): make_friedman1
 with 200 and 1,000 features (5 informative, the rest noise), and "index200": y = tanh(x w) + noise over 200
 uniform features with dense random w (every feature matters a little). Methods, on the search's split:
-`swat-edge search --target cortex-m4 --inputs select` and `--inputs project` (with 200+ features project's
-networks exceed Levenberg-Marquardt's parameter limit and are fitted with Adam, as the search says), and
+`swat-edge search --target cortex-m4 --inputs select`, `--inputs project` (with 200+ features project's
+networks exceed Levenberg-Marquardt's parameter limit and are fitted with Adam, as the search says) and
+`--inputs auto` (the better of the two on validation by a cubic least-squares fit), and
 least-squares linear regression on all features as the floor. The dense MLPs of wide.py are not fitted here:
 on all 200 features their LM fits alone took over 10 minutes a data set.
 Writes benchmarks/results/many_features{,_quick}.{json,md}.
@@ -74,6 +75,7 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
     from swat_edge.model import Layer, SparseMLP, model_stats
     from swat_edge.search.run import run_search
 
+    from benchmarks.compare_run import stage_taken
     from benchmarks.compare_task import Protocol, as_dataset, compiled, search_split
 
     task = load(name)
@@ -82,7 +84,7 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
     split = search_split(task, settings)
     target = load_target("cortex-m4")
     rows: dict[str, Any] = {}
-    for method in ("select", "project"):
+    for method in ("select", "project", "auto"):
         t0 = time.perf_counter()
         result = run_search(as_dataset(task), embedding=embedding, target=target,
                             settings=replace(settings, inputs=method), jobs=JOBS)
@@ -92,7 +94,7 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
         rows[f"swat ({method})"] = {
             "label": f"swat-edge --inputs {method}", "test_mse": test_mse,
             "r2": 1.0 - test_mse / float(np.var(task.y_test)), "wall_s": wall, "fitter": "adam" if adam else "lm",
-            "origin": result.chosen.origin, "widths": list(result.model.widths),
+            "origin": result.chosen.origin, "widths": list(result.model.widths), "stage": stage_taken(result),
             "nonzero": model_stats(compiled(result.model)).nonzero_params,
             "cortex_m4_us": float(result.estimate.latency_us[0])}
     design = np.hstack([split.x_train, np.ones((len(split.x_train), 1))])
@@ -111,8 +113,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["# swat-edge with hundreds of features: search time and test MSE", "", *provenance_lines(report), "",
              "Test MSE on the target scaled to [-1, 1] (R^2); search wall time (`--jobs` as the CLI's default here); the "
              "fitter the search chose; the chosen network (non-zero parameters, predicted cortex-m4 us).", "",
-             "| data | features | swat-edge select | s | swat-edge project | s | linear (all features) |",
-             "|---|---:|---|---:|---|---:|---:|"]
+             "| data | features | swat-edge select | s | swat-edge project | s | swat-edge auto: took | s | "
+             "linear (all features) |", "|---|---:|---|---:|---|---:|---|---:|---:|"]
     for row in report["datasets"]:
         m = row["methods"]
 
@@ -124,7 +126,9 @@ def markdown(report: dict[str, Any]) -> str:
         line = m["linear regression"]
         lines.append(f"| {row['name']} | {row['features']} | {cell('swat (select)')} | "
                      f"{m['swat (select)']['wall_s']:.1f} | {cell('swat (project)')} | "
-                     f"{m['swat (project)']['wall_s']:.1f} | {line['test_mse']:.3g} ({line['r2']:.3f}) |")
+                     f"{m['swat (project)']['wall_s']:.1f} | {m['swat (auto)']['stage']}, "
+                     f"{m['swat (auto)']['test_mse']:.3g} | {m['swat (auto)']['wall_s']:.1f} | "
+                     f"{line['test_mse']:.3g} ({line['r2']:.3f}) |")
     return "\n".join(lines) + "\n"
 
 

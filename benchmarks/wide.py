@@ -8,7 +8,8 @@ Data (fixed generator seed 0 and 75/25 train/test split; target scaled to [-1, 1
 diabetes (all 10 features), make_friedman1 with 20 and 60 features (5 informative, the rest pure noise), and
 "index40"/"index12": y = tanh(x w) + noise over 40 (12) uniform features with dense random w, where every feature
 matters a little (what a projection should suit). Methods, each on the same search split:
-- swat-edge `search --target raspi4 --inputs select` and `--inputs project` (the model takes all features);
+- swat-edge `search --target raspi4 --inputs select`, `--inputs project` and `--inputs auto` (the better
+  of the two on validation by a cubic least-squares fit; the model takes all features);
 - dense MLPs of the family on all features: depth 1-2 x width {4, 8} x {tanh, relu}, each the best of the
   search's restart count fitted by the search's fitter with its early stopping, or below 1,000 rows (diabetes)
   its k-fold cross-validation and refit on all rows, as the search does (benchmarks/compare_task.py);
@@ -85,6 +86,7 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
     from swat_edge.device.targets import load_target
     from swat_edge.model import Layer, SparseMLP
 
+    from benchmarks.compare_run import stage_taken
     from benchmarks.compare_task import Protocol, as_dataset, best_of_restarts, search_split, shape_label
     from swat_edge.search.run import run_search
 
@@ -93,12 +95,12 @@ def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
     settings = protocol.search_settings(0)
     split = search_split(task, settings)
     rows: dict[str, Any] = {}
-    for method in ("select", "project"):
+    for method in ("select", "project", "auto"):
         t0 = time.perf_counter()
         result = run_search(as_dataset(task), embedding=embedding, target=load_target("raspi4"),
                             settings=replace(settings, inputs=method))
         rows[f"swat ({method})"] = _point(result.model, f"swat-edge --inputs {method}", task, time.perf_counter() - t0)
-        rows[f"swat ({method})"]["origin"] = result.chosen.origin
+        rows[f"swat ({method})"].update(origin=result.chosen.origin, stage=stage_taken(result))
     dense = []
     n_in = task.x_train.shape[1]
     for depth in DENSE_DEPTHS:
@@ -123,19 +125,21 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# swat-edge with many features: input stage vs dense MLPs of the family on all features",
              "", *provenance_lines(report), "",
              "Test MSE on the target scaled to [-1, 1] (R^2); ratio = swat-edge / best dense (chosen on validation).",
-             "", "| data | features | swat-edge select | swat-edge project | dense (best on validation) | linear "
-             "| select / dense | project / dense |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| data | features | swat-edge select | swat-edge project | swat-edge auto (took) | dense (best on "
+             "validation) | linear | select / dense | project / dense | auto / dense |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["datasets"]:
         m = row["methods"]
         cell = lambda k: f"{m[k]['test_mse']:.3g} ({m[k]['r2']:.3f})"  # noqa: E731
         dense = m["dense (best on validation)"]["test_mse"]
         lines.append(f"| {row['name']} | {row['features']} | {cell('swat (select)')} | {cell('swat (project)')} | "
+                     f"{cell('swat (auto)')} ({m['swat (auto)']['stage']}) | "
                      f"{cell('dense (best on validation)')} {m['dense (best on validation)']['label']} | "
                      f"{cell('linear regression')} | {m['swat (select)']['test_mse'] / dense:.2f} | "
-                     f"{m['swat (project)']['test_mse'] / dense:.2f} |")
+                     f"{m['swat (project)']['test_mse'] / dense:.2f} | {m['swat (auto)']['test_mse'] / dense:.2f} |")
     lines += ["", "Size and predicted latency of the chosen models (non-zero parameters; raspi4 / cortex-m4 us):", "",
               *size_latency_rows(report["datasets"], ("raspi4", "cortex_m4"))]
-    for key in ("select", "project"):
+    for key in ("select", "project", "auto"):
         ratios = [r["methods"][f"swat ({key})"]["test_mse"] / r["methods"]["dense (best on validation)"]["test_mse"]
                   for r in report["datasets"]]
         lines.append(f"\n--inputs {key}: median ratio {np.median(ratios):.2f}, worst {max(ratios):.2f}.")

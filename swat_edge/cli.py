@@ -206,7 +206,7 @@ def search_command(
     target_col: Optional[str] = typer.Option(None, "--target-col", help="Column to predict (default: the last column)."),
     features: Optional[str] = typer.Option(None, "--features", help="Input columns, comma separated (default: every other column)."),
     task: str = typer.Option("auto", "--task", help="regress, classify, or auto: classify a target of text labels, or of at most 10 integer values with 5+ rows each on average (said in the output)."),
-    inputs: str = typer.Option("auto", "--inputs", help="More features than the embedding takes (8): select (forward selection), project (partial least squares), or auto: select for regression, project for classification; the model takes all features either way."),
+    inputs: str = typer.Option("auto", "--inputs", help="More features than the embedding takes (8): select (forward selection), project (partial least squares), or auto: whichever of the two carries more of the target on the validation rows (a cubic least-squares fit on each); the model takes all features either way."),
     missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<timestamp>)."),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from ..errors import DataError
 from ..model import Layer, SparseMLP, forward, hidden_activations, model_stats
 from .classify import stratified_split
 from .embedding.decode import SoftNetwork, to_sparse_mlp
-from .inputs import InputStage, expand_inputs, input_stage
+from .inputs import InputStage, best_stage, expand_inputs, input_stage
 from .latent import Assessment, Snapshot, family_param_count, snapshot_network
 from .objective import Budgets
 
@@ -307,7 +307,7 @@ def _prepare_problem(dataset: Dataset, embedding: Any, target: TargetProfile, bu
                      settings: SearchSettings, strata: np.ndarray | None = None) -> Problem:
     prep = split_and_scale(dataset, fraction=settings.validation_fraction, seed=settings.seed, strata=strata)
     family = getattr(embedding, "module", embedding).config.family
-    stage, stage_fields = _input_stage(dataset, prep, family.max_inputs, settings, classification=strata is not None)
+    stage, stage_fields = _input_stage(dataset, prep, family.max_inputs, settings)
     return Problem(
         summary=_summary(prep.y_standard(dataset.y[prep.train])) if dataset.y.shape[1] > 1 else None,
         embedding=embedding, target=target, budgets=budgets, settings=settings, prep=prep,
@@ -330,22 +330,22 @@ def _summary(y_standard: np.ndarray) -> np.ndarray:
     return direction / max(float(singular[0]) / np.sqrt(len(y_standard)), 1e-12)
 
 
-def input_method(settings: SearchSettings, classification: bool) -> str:
-    """The input stage's method: --inputs, or for "auto" select (regression) / project (classification)."""
-    if settings.inputs != "auto":
-        return settings.inputs
-    return "project" if classification else "select"
-
-
-def _input_stage(dataset: Dataset, prep: Prepared, max_inputs: int, settings: SearchSettings,
-                 classification: bool) -> tuple[InputStage | None, dict[str, Any]]:
-    """The input stage when the data has more features than the family takes (fitted on the training rows), and
-    the decoded networks' fields on its inputs; (None, {}) otherwise."""
+def _input_stage(dataset: Dataset, prep: Prepared, max_inputs: int,
+                 settings: SearchSettings) -> tuple[InputStage | None, dict[str, Any]]:
+    """The input stage when the data has more features than the family takes (fitted on the training rows; with
+    --inputs auto the better of the two on the validation rows, inputs.best_stage), and the decoded networks'
+    fields on its inputs; (None, {}) otherwise."""
     if dataset.x.shape[1] <= max_inputs:
         return None, {}
     x_train, y_train = dataset.x[prep.train], dataset.y[prep.train]
-    stage = input_stage(input_method(settings, classification), x_train, y_train, max_inputs,
-                        dataset.feature_names, settings.seed)
+    if settings.inputs == "auto":
+        stage, scores = best_stage(x_train, y_train, dataset.x[prep.val], dataset.y[prep.val], max_inputs,
+                                   dataset.feature_names, settings.seed)
+        said = ", ".join(f"{method} {score:.3g}" for method, score in scores.items())
+        stage = replace(stage, description=f"{stage.description} (--inputs auto: validation MSE of a cubic "
+                                           f"least-squares fit on each method's inputs, {said})")
+    else:
+        stage = input_stage(settings.inputs, x_train, y_train, max_inputs, dataset.feature_names, settings.seed)
     z_scale, z_offset = minmax_scaling(stage.z(x_train))
     return stage, dict(input_scale=z_scale, input_offset=z_offset, output_scale=prep.output_scale,
                        output_offset=prep.output_offset, feature_names=stage.names, target_names=dataset.target_names)

@@ -50,7 +50,6 @@ from .problem import (
     _prepare_problem,
     _structure_terms,
     _within_budgets,
-    input_method,
     split_and_scale,
 )
 from .references import (LINEAR_DEPTH, _best_restarts, _least_squares_line, _reference_pool, _reference_shape,
@@ -79,7 +78,6 @@ __all__ = [
     "uses_cross_validation",
     "LINEAR_DEPTH",
     "reference_shapes",
-    "input_method",
 ]
 
 _PLOT_ROWS = 1000  # predicted-vs-actual points kept for the report
@@ -174,10 +172,11 @@ class SearchSettings:
     cross_validation_fresh_weights: bool = True
     int8: bool = False  # force int8 deployment (default: the target profile's int8 policy decides)
     # More features than the embedding's networks take: how the search derives its inputs (search/inputs.py);
-    # every network is expanded back to all features, so the model takes the data's columns. "auto": select
-    # for regression (benchmarks/results/wide.md: median 0.97x the best dense network's test MSE, project
-    # 1.00x), project for classification (results/classify.md, 5 splits: breast cancer 95.5% against select's
-    # 94.8%, within 1 point of the dense network on all four sets, which select is not; wine 95.1% against 96.4%).
+    # every network is expanded back to all features, so the model takes the data's columns. "auto": both
+    # stages, the one whose inputs give the lower validation MSE in a cubic least-squares fit (inputs.best_stage):
+    # selection where a few features carry the target (make_friedman1 with 15-995 noise features), the
+    # projection where every feature carries a little (benchmarks/results/many_features.md: tanh(x w) over 200
+    # features, 0.0037 test MSE against select's 0.052); project on the classification sets (classify.md).
     inputs: str = "auto"
     seed: int = 0
 

@@ -172,10 +172,23 @@ def test_an_unknown_input_method_is_a_usage_error() -> None:
         SearchSettings(inputs="pca").check()
 
 
-def test_auto_inputs_select_for_regression_and_project_for_classification() -> None:
-    from swat_edge.search.run import input_method
+def test_auto_inputs_take_the_stage_whose_inputs_carry_more_of_the_target_on_validation() -> None:
+    from swat_edge.search.inputs import best_stage, stage_score
 
-    assert SearchSettings().inputs == "auto"
-    assert input_method(SearchSettings(), classification=False) == "select"
-    assert input_method(SearchSettings(), classification=True) == "project"
-    assert input_method(SearchSettings(inputs="select"), classification=True) == "select"  # asked for: kept
+    rng = np.random.default_rng(0)
+    names = tuple(f"f{i}" for i in range(40))
+    x = rng.uniform(-1, 1, size=(1200, 40))
+    few = np.sin(3 * x[:, 0]) + x[:, 1] * x[:, 2]  # three features carry it: selection
+    every = np.tanh(x @ (rng.normal(size=40) * 2 / np.sqrt(40)))  # every feature a little: the projection
+    train, val = slice(0, 900), slice(900, None)
+    for y, expected in ((few, "select"), (every, "project")):
+        stage, scores = best_stage(x[train], y[train, None], x[val], y[val, None], 8, names)
+        assert stage.method == expected and set(scores) == {"select", "project"}
+        assert scores[expected] < 0.5 * min(s for m, s in scores.items() if m != expected)
+        assert scores[expected] == stage_score(stage, x[train], y[train, None], x[val], y[val, None])
+
+
+def test_an_auto_search_says_which_stage_it_took_and_why(tiny):
+    result = _wide_search(tiny)  # inputs="auto": f2, f5 x f9, f9 carry the target; f5 only through a product
+    note = next(note for note in result.notes if note.startswith("12 features, the embedding's networks take"))
+    assert "--inputs auto: validation MSE of a cubic least-squares fit on each method's inputs, select " in note
