@@ -1,12 +1,12 @@
 """Hundreds of features: how long `swat-edge search` takes and what it finds when the data has far more
 features than the embedding's networks take (200 and 1,000), with either input stage.
 
-    .venv/bin/python benchmarks/many_features.py           # 3 data sets, seed 0 (~5 min on 2 quiet cores)
+    .venv/bin/python benchmarks/many_features.py           # 3 data sets, seed 0 (3.4 min on 2 quiet cores)
     .venv/bin/python benchmarks/many_features.py --quick   # 1 data set, short schedules (smoke run)
 
-Data (generator seed 0, 75/25 train/test split, target scaled to [-1, 1] by the training rows): make_friedman1
-with 200 and 1,000 features (5 informative, the rest noise), and "index200": y = tanh(x w) + noise over 200
-uniform features with dense random w (every feature matters a little). Methods, on the search's split:
+Data (wide.py's generators: seed 0, 2,000 rows, 75/25 train/test split, target scaled to [-1, 1] by the
+training rows): make_friedman1 with 200 and 1,000 features (5 informative, the rest noise), and "index200":
+y = tanh(x w) + noise over 200 uniform features with dense random w (every feature matters a little). Methods, on the search's split:
 `swat-edge search --target cortex-m4 --inputs select`, `--inputs project` (with 200+ features project's
 networks exceed Levenberg-Marquardt's parameter limit and are fitted with Adam, as the search says) and
 `--inputs auto` (the better of the two on validation by a cubic least-squares fit), and
@@ -28,38 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.compare_data import DATA_SEED, TEST_FRACTION, Task, scale_target  # noqa: E402
+from benchmarks.compare_data import Task  # noqa: E402
+from benchmarks.wide import load  # noqa: E402  (its generators take any feature count)
 
 DATASETS = ("friedman1_200", "friedman1_1000", "index200")
 QUICK = ("friedman1_200",)
-ROWS = 2000
 JOBS = min(2, os.cpu_count() or 1)  # as `swat-edge search` runs by default
-
-
-def _arrays(name: str) -> tuple[np.ndarray, np.ndarray, str]:
-    from sklearn import datasets
-
-    if name.startswith("friedman1_"):
-        n = int(name.split("_")[1])
-        x, y = datasets.make_friedman1(n_samples=ROWS, n_features=n, noise=1.0, random_state=DATA_SEED)
-        return x, y, f"make_friedman1({ROWS} rows, {n} features, {n - 5} of them noise, noise 1.0)"
-    if name.startswith("index"):
-        n = int(name[len("index"):])
-        rng = np.random.default_rng(DATA_SEED)
-        x = rng.uniform(-1.0, 1.0, size=(ROWS, n))
-        w = rng.normal(size=n) * (2.0 / np.sqrt(n))
-        y = np.tanh(x @ w) + 0.05 * rng.normal(size=ROWS)
-        return x, y, f"tanh(x w) + 0.05 noise, {ROWS} rows, {n} uniform features, dense random w"
-    raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-
-
-def load(name: str) -> Task:
-    from sklearn.model_selection import train_test_split
-
-    x, y, source = _arrays(name)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=TEST_FRACTION, random_state=DATA_SEED)
-    y_tr, y_te = scale_target(y_tr, y_te)
-    return Task(name, "real", x_tr, y_tr, x_te, y_te, tuple(f"f{i}" for i in range(x.shape[1])), (source,))
 
 
 def _test_mse(model: Any, task: Task) -> float:
