@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data import minmax_scaling
 from ..model import Layer, SparseMLP
 
 __all__ = ["INPUT_METHODS", "InputStage", "select_features", "project_features", "input_stage", "stage_score",
@@ -173,8 +174,6 @@ def stage_score(stage: InputStage, x_train: np.ndarray, y_train: np.ndarray, x_v
                 y_val: np.ndarray) -> float:
     """How much of the target the stage's inputs carry, cheaply: the validation MSE of a least-squares fit of
     their cubic terms and pairwise products (on z scaled to [-1, 1] by the training rows)."""
-    from ..data import minmax_scaling
-
     z_train, z_val = stage.z(x_train), stage.z(x_val)
     scale, offset = minmax_scaling(z_train)
     y_train = np.asarray(y_train, dtype=np.float64).reshape(len(z_train), -1)

@@ -748,9 +748,10 @@ def _search(
         for name, m in (("latent_only", latent_model), ("fine_tuned", final))
     }
     predictions = _prediction_samples(splits, final, settings.seed)
-    notes = problem.prep.notes + fitter_note + polish_note + ((f"{dataset.x.shape[1]} features, the embedding's networks take "
-                                   f"{problem.latent_inputs}: {problem.stage.description}; the model takes all "
-                                   "features (--inputs select|project)",) if problem.stage is not None else ())
+    stage_note = ((f"{dataset.x.shape[1]} features, the embedding's networks take {problem.latent_inputs}: "
+                   f"{problem.stage.description}; the model takes all features (--inputs select|project)",)
+                  if problem.stage is not None else ())
+    notes = problem.prep.notes + fitter_note + polish_note + stage_note
     if cross_validation:
         metrics, predictions, split_rows = _cross_validation_figures(problem, best_trial, metrics, predictions,
                                                                      split_rows)
