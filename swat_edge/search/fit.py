@@ -40,6 +40,11 @@ class FitSettings:
     initial_damping: float = 1e-3  # Marquardt's lambda, relative to diag(J^T J)
     max_damping: float = 1e12  # beyond it no step reduces the loss: converged
     chunk_rows: int = 16384  # rows per Jacobian block (J^T J is accumulated, J itself is never whole)
+    # A first layer with more non-zero weights than this (a projected input stage over more than 128 features at
+    # width 8) is trained within the span of its starting columns (_first_layer_basis): LM solves the square of
+    # the free parameters per iteration, and a 200-8-8-8-1 tanh took 0.56 s an iteration against 0.02 s on
+    # 2-8-8-8-1. For a projection folded into the first layer that span is the projection's directions.
+    max_first_layer_weights: int = 1024
 
     def check(self) -> "FitSettings":
         if self.max_iterations < 0 or self.patience < 1 or self.weight_decay < 0 or self.chunk_rows < 1:
@@ -383,6 +388,20 @@ def fit_levenberg_marquardt(
         return _fit(model, x_train, y_train, x_val, y_val, settings)
 
 
+def _first_layer_basis(model: SparseMLP, max_weights: int) -> np.ndarray | None:
+    """An orthonormal basis (inputs x q, q <= width) of the first layer's columns when it has more than
+    max_weights non-zero weights, else None: W = B (B^T W) exactly, so fitting B^T W on the inputs x B fits W
+    within that span with q x width parameters instead of inputs x width."""
+    if not model.hidden or np.count_nonzero(model.hidden[0].weight) <= max_weights:
+        return None
+    u, singular, _ = np.linalg.svd(model.hidden[0].weight, full_matrices=False)
+    return u[:, singular > singular[0] * 1e-12]
+
+
+def _in_basis(layer: Layer, basis: np.ndarray) -> Layer:
+    return Layer(weight=basis.T @ layer.weight, bias=layer.bias, activations=layer.activations, mask=layer.mask)
+
+
 def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None,
          y_val: np.ndarray | None, settings: FitSettings) -> FitResult:
     x_n = np.asarray(x_train, dtype=np.float64) * model.input_scale + model.input_offset
@@ -392,8 +411,13 @@ def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
     else:
         x_check = np.asarray(x_val, dtype=np.float64) * model.input_scale + model.input_offset
         y_check = np.asarray(y_val, dtype=np.float64).reshape(len(x_check), -1)
-    start_val = _validation_mse(model, model.layers, x_check, y_check)
     beyond = np.random.default_rng(0).uniform(-1.5, 1.5, size=(256, model.n_inputs))  # as the export checks
+    basis = _first_layer_basis(model, settings.max_first_layer_weights)
+    if basis is not None:  # fitted on the inputs x B; the first layer is expanded back at the end
+        original = model
+        model = model.replace(hidden=(_in_basis(model.hidden[0], basis), *model.hidden[1:]))
+        x_n, x_check, beyond = x_n @ basis, x_check @ basis, beyond @ basis
+    start_val = _validation_mse(model, model.layers, x_check, y_check)
     tracker = _Tracker(model, x_check, y_check, np.vstack([x_check[:512], beyond]), settings.max_float32_error,
                        start_val, model.layers, [(0, start_val)])
     phases = (True, False) if settings.variable_projection and model.hidden else (False,)
@@ -405,5 +429,9 @@ def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
         _levenberg_marquardt(problem, tracker, settings.max_iterations)
         tracker.since_best = 0  # the next phase gets its own patience
         current = model.replace(hidden=tuple(tracker.best_layers[:-1]), output=tracker.best_layers[-1])
+    if basis is not None:
+        first = current.hidden[0]
+        expanded = Layer(weight=basis @ first.weight, bias=first.bias, activations=first.activations, mask=first.mask)
+        current = original.replace(hidden=(expanded, *current.hidden[1:]), output=current.output)
     return FitResult(model=current, val_mse=tracker.best_val, iterations=tracker.iteration,
                      history=tuple(tracker.history), best_iteration=tracker.best_iteration)

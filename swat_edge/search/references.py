@@ -102,8 +102,10 @@ def largest_network_params(problem: Problem) -> int:
     inputs): what decides whether Levenberg-Marquardt can fit the search's networks (SearchSettings.fitter_for)."""
     family = getattr(problem.embedding, "module", problem.embedding).config.family
     width, depth = family.max_width, max(family.max_depth, *problem.settings.dense_reference_depths)
-    return (first_layer_reads(problem) * width + width + (depth - 1) * (width * width + width)
-            + (width + 1) * problem.y_train.shape[1])
+    first = first_layer_reads(problem) * width
+    if first > problem.settings.fit.max_first_layer_weights:
+        first = width * width  # LM trains it within the span of its columns (FitSettings.max_first_layer_weights)
+    return first + width + (depth - 1) * (width * width + width) + (width + 1) * problem.y_train.shape[1]
 
 
 def _dense_start(problem: Problem, depth: int, width: int, activation: str, restart: int) -> SparseMLP:

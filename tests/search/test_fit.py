@@ -112,3 +112,30 @@ def test_is_deterministic() -> None:
     b = fit_levenberg_marquardt(model, x, y, settings=FitSettings(max_iterations=15)).model
     for la, lb in zip(a.layers, b.layers):
         assert np.array_equal(la.weight, lb.weight) and np.array_equal(la.bias, lb.bias)
+
+
+def test_a_wide_first_layer_is_fitted_within_the_span_of_its_starting_columns() -> None:
+    # A teacher on 40 inputs whose first layer reads 4 directions of them; the start has the teacher's directions
+    # with wrong weights inside that span. Beyond max_first_layer_weights LM fits 4 x 4 first-layer weights instead
+    # of 40 x 4, stays in the span, and still recovers the teacher.
+    rng = np.random.default_rng(0)
+    directions = np.linalg.qr(rng.normal(size=(40, 4)))[0]
+    teacher = random_model((40, 4, 1), activations="tanh", per_layer=True, seed=5)
+    first = dataclasses.replace(teacher.hidden[0], weight=directions @ rng.normal(size=(4, 4)) * 3.0)
+    teacher = teacher.replace(hidden=(first,))
+    x, y = _data(teacher, 800, seed=1)
+    x_val, y_val = _data(teacher, 200, seed=2)
+    start = teacher.replace(hidden=(dataclasses.replace(first, weight=directions @ rng.normal(size=(4, 4))),))
+    settings = FitSettings(max_iterations=200, weight_decay=0.0, max_first_layer_weights=100)
+    result = fit_levenberg_marquardt(start, x, y, x_val=x_val, y_val=y_val, settings=settings)
+    start_mse = float(np.mean((forward(start, x_val) - y_val) ** 2))
+    assert result.val_mse < 1e-6 * start_mse
+    assert result.val_mse == pytest.approx(float(np.mean((forward(result.model, x_val) - y_val) ** 2)), rel=1e-6)
+    fitted = result.model.hidden[0].weight
+    np.testing.assert_allclose(directions @ (directions.T @ fitted), fitted, atol=1e-9)  # within the span
+    assert result.model.n_inputs == 40 and result.model.widths == start.widths
+    # under the limit the whole 40 x 4 layer is free and leaves the span
+    free = fit_levenberg_marquardt(start, x + 0.0, y + 0.01 * rng.normal(size=y.shape), x_val=x_val, y_val=y_val,
+                                   settings=dataclasses.replace(settings, max_first_layer_weights=1024))
+    outside = free.model.hidden[0].weight - directions @ (directions.T @ free.model.hidden[0].weight)
+    assert np.abs(outside).max() > 1e-6
