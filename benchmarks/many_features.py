@@ -7,8 +7,9 @@ features than the embedding's networks take (200 and 1,000), with either input s
 Data (wide.py's generators: seed 0, 2,000 rows, 75/25 train/test split, target scaled to [-1, 1] by the
 training rows): make_friedman1 with 200 and 1,000 features (5 informative, the rest noise), and "index200":
 y = tanh(x w) + noise over 200 uniform features with dense random w (every feature matters a little). Methods, on the search's split:
-`swat-edge search --target cortex-m4 --inputs select`, `--inputs project` (with 200+ features project's
-networks exceed Levenberg-Marquardt's parameter limit and are fitted with Adam, as the search says) and
+`swat-edge search --target cortex-m4 --inputs select`, `--inputs project` (its first layer, dense over every
+feature, is fitted by Levenberg-Marquardt within the span of its starting columns, FitSettings.
+max_first_layer_weights) and
 `--inputs auto` (the better of the two on validation by a cubic least-squares fit), and
 least-squares linear regression on all features as the floor. The dense MLPs of wide.py are not fitted here:
 on all 200 features their LM fits alone took over 10 minutes a data set.

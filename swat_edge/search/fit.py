@@ -40,11 +40,11 @@ class FitSettings:
     initial_damping: float = 1e-3  # Marquardt's lambda, relative to diag(J^T J)
     max_damping: float = 1e12  # beyond it no step reduces the loss: converged
     chunk_rows: int = 16384  # rows per Jacobian block (J^T J is accumulated, J itself is never whole)
-    # A first layer with more non-zero weights than this (a projected input stage over more than 128 features at
+    # A first layer with more non-zero weights than this (a projected input stage over more than 64 features at
     # width 8) is trained within the span of its starting columns (_first_layer_basis): LM solves the square of
     # the free parameters per iteration, and a 200-8-8-8-1 tanh took 0.56 s an iteration against 0.02 s on
     # 2-8-8-8-1. For a projection folded into the first layer that span is the projection's directions.
-    max_first_layer_weights: int = 1024
+    max_first_layer_weights: int = 512
 
     def check(self) -> "FitSettings":
         if self.max_iterations < 0 or self.patience < 1 or self.weight_decay < 0 or self.chunk_rows < 1:

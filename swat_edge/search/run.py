@@ -103,7 +103,8 @@ class SearchSettings:
     full_batch_max_rows: int = 200_000
     # ... and networks of up to this many free parameters: LM solves J^T J of their count squared per iteration
     # (a 200-8-8-8-1 tanh, 1,689 parameters on 2,400 rows: 0.56 s per iteration against 0.02 s for 249
-    # parameters). Beyond it (a projected input stage over more than ~100 features) "auto" fits with Adam.
+    # parameters). Beyond it "auto" fits with Adam. A wide first layer counts as fitted (FitSettings.
+    # max_first_layer_weights: within the span of its columns), so with the input stage this takes many targets.
     lm_max_params: int = 1000
     fit: FitSettings = FitSettings()
     finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
@@ -176,7 +177,7 @@ class SearchSettings:
     # stages, the one whose inputs give the lower validation MSE in a cubic least-squares fit (inputs.best_stage):
     # selection where a few features carry the target (make_friedman1 with 15-995 noise features), the
     # projection where every feature carries a little (benchmarks/results/many_features.md: tanh(x w) over 200
-    # features, 0.0037 test MSE against select's 0.052); project on the classification sets (classify.md).
+    # features, 0.0026 test MSE against select's 0.052); project on the classification sets (classify.md).
     inputs: str = "auto"
     seed: int = 0
 
@@ -647,9 +648,8 @@ def _fitter_for_size(problem: Problem) -> tuple[Problem, tuple[str, ...]]:
     largest = largest_network_params(problem)
     if settings.fitter != "auto" or settings.fitter_for(rows, largest) == settings.fitter_for(rows):
         return problem, ()
-    note = (f"fine-tuned with Adam: the largest network has {largest} free parameters (its first layer reads all "
-            f"{problem.n_inputs} features), more than Levenberg-Marquardt takes ({settings.lm_max_params}; "
-            "--inputs select keeps the networks small)")
+    note = (f"fine-tuned with Adam: the largest network has {largest} free parameters, more than "
+            f"Levenberg-Marquardt takes ({settings.lm_max_params})")
     return replace(problem, settings=replace(settings, fitter="adam")), (note,)
 
 
