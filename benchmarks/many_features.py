@@ -1,7 +1,7 @@
 """Hundreds of features: how long `swat-edge search` takes and what it finds when the data has far more
 features than the embedding's networks take (200 and 1,000), with either input stage.
 
-    .venv/bin/python benchmarks/many_features.py           # 3 data sets, seed 0 (3.4 min on 2 quiet cores)
+    .venv/bin/python benchmarks/many_features.py           # 3 data sets, seed 0 (2.8 min on 2 quiet cores)
     .venv/bin/python benchmarks/many_features.py --quick   # 1 data set, short schedules (smoke run)
 
 Data (wide.py's generators: seed 0, 2,000 rows, 75/25 train/test split, target scaled to [-1, 1] by the
