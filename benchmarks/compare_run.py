@@ -325,12 +325,7 @@ def _earlier_rows(path: Path, names: Sequence[str], only: Sequence[str]) -> dict
 
 def stage_taken(result: Any) -> str:
     """Which input stage a search ran on: "select", "project", or "-" (no stage: few enough features)."""
-    for note in result.notes:
-        if "forward selection kept" in note:
-            return "select"
-        if "partial-least-squares directions" in note:
-            return "project"
-    return "-"
+    return result.input_stage or "-"
 
 
 def provenance_lines(report: dict[str, Any]) -> list[str]:

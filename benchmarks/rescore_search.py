@@ -172,9 +172,8 @@ def main() -> None:
         print("| search | " + " | ".join(budgeted) + " |")
         print_budgeted(budgeted)
         if budgeted_polished:
-            print("| searched with the budget given, against the sweep's best polished too | " + " | ".join(
-                _cell(compare_tables.summarise([r for r in budgeted_polished[level] if r is not None]))
-                if level in budgeted_polished else "-" for level in budgeted) + " |")
+            _print_row("searched with the budget given, against the sweep's best polished too", budgeted_polished,
+                       budgeted)
         return
     print(f"\n{len(new_rows)} tasks; median search {np.median(walls):.1f} s (--jobs {args.jobs}); against the dense sweep "
           "(wins/ties/losses, median ratio of test MSE):")
@@ -190,9 +189,7 @@ def main() -> None:
     if args.budgeted:
         print_budgeted(budgeted, "| (as above) |")
     if polish_levels:
-        print("| against the sweep's best polished too | " + " | ".join(
-            _cell(compare_tables.summarise([r for r in against_polished[level] if r is not None]))
-            if level in against_polished else "-" for level in compare_tables.LEVELS) + " |")
+        _print_row("against the sweep's best polished too", against_polished, compare_tables.LEVELS)
     print("\nThe search's own choice (unbounded) against the 2-8-8-8-8-1 tanh: median test MSE ratio (wins/ties/losses)"
           " and that network's non-zero parameters / the chosen one's:")
     for name, rows in compared:
@@ -205,6 +202,13 @@ def main() -> None:
 def _cell(summary: dict) -> str:
     """wins/ties/losses and the median ratio of one compare_tables.summarise result."""
     return f"{summary['wins']}/{summary['ties']}/{summary['losses']}, {summary['median_ratio']:.2f}"
+
+
+def _print_row(label: str, results: dict[str, list], levels) -> None:
+    """One Markdown row: each level's summary of results[level] ("-" for a level not scored)."""
+    print(f"| {label} | " + " | ".join(
+        _cell(compare_tables.summarise([r for r in results[level] if r is not None])) if level in results else "-"
+        for level in levels) + " |")
 
 
 def print_budgeted(budgeted: dict[str, list], end: str = "|") -> None:
@@ -237,9 +241,7 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
         cells.append(f"{level} {levels[level]:.1f} us: " + ("-" if comparison is None or comparison[1] is None
                                                            else f"{comparison[1]:.2f}") + f" ({wall:.1f} s)")
         if level in against_polished:
-            if best_sweep is not None and best_sweep["label"] not in polished:
-                polished[best_sweep["label"]] = polished_sweep_point(task, split, settings, best_sweep)
-            comparison = compare_tables.compare(ours, None if best_sweep is None else polished[best_sweep["label"]])
+            comparison = compare_tables.compare(ours, _polished_once(polished, task, split, settings, best_sweep))
             against_polished[level].append(comparison)
             cells[-1] += (", polished sweep " + ("-" if comparison is None or comparison[1] is None
                                                   else f"{comparison[1]:.2f}"))
@@ -275,6 +277,14 @@ def polished_sweep_point(task, split, settings, point: dict) -> dict:
     return {**point, "val_mse": result.val_mse, "test_mse": mse_on_test(result.model, task)}
 
 
+def _polished_once(polished: dict[str, dict], task, split, settings, point: dict | None) -> dict | None:
+    """polished_sweep_point of the sweep's `point`, each network polished once per task (memo: polished, by
+    label); None for no point."""
+    if point is not None and point["label"] not in polished:
+        polished[point["label"]] = polished_sweep_point(task, split, settings, point)
+    return None if point is None else polished[point["label"]]
+
+
 def score_against_polished(task, split, settings, target, row: dict, out: dict[str, list]) -> None:
     """At each level of `out`, the search's best network within the budget (row's swat points) against the sweep's
     best there polished (polished_sweep_point); the comparison appended to out[level]."""
@@ -283,11 +293,9 @@ def score_against_polished(task, split, settings, target, row: dict, out: dict[s
     cells = []
     for level in out:
         sweep = compare_tables.choose_within(row["methods"]["dense_sweep"], target.name, levels[level])
-        if sweep is not None and sweep["label"] not in polished:
-            polished[sweep["label"]] = polished_sweep_point(task, split, settings, sweep)
         ours = compare_tables.choose_within(compare_tables.points_for(row, "swat", target.name), target.name,
                                             levels[level])
-        comparison = compare_tables.compare(ours, None if sweep is None else polished[sweep["label"]])
+        comparison = compare_tables.compare(ours, _polished_once(polished, task, split, settings, sweep))
         out[level].append(comparison)
         cells.append(f"{level}: " + ("-" if comparison is None or comparison[1] is None else f"{comparison[1]:.2f}"))
     print("  against the sweep's best polished: test MSE / its: " + "; ".join(cells), flush=True)

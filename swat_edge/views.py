@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 from rich.markup import escape
 
 from .console import print_table, stderr, stdout
+from .data import column_list
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -440,8 +441,6 @@ def _print_model_summary(summary: ModelSummary) -> None:
             [(r.layer, *(r.activations.get(a, 0) for a in names)) for r in layer_rows if r.layer != "output"],
         )
     _say(f"non-zero parameters: {summary.nonzero_params:,}")
-    from .data import column_list
-
     _say(f"features ({len(summary.feature_names)}): {column_list(summary.feature_names)}")
     _say(f"targets ({len(summary.target_names)}): {', '.join(summary.target_names)}")
     if summary.calibration_rows:
@@ -502,8 +501,6 @@ def _print_c_export(result: CExport, model: SparseMLP, *, prefix_from_name: bool
         layers = ", ".join(str(li + 1) for li in code.loop_layers)
         stdout.print(f"layers {layers} (1 = first hidden) are loops over weight tables: smaller code, slower; the "
                      "rest is straight-line", markup=False, soft_wrap=True)
-    from .data import column_list
-
     stdout.print(f"inputs: {model.n_inputs} columns in this order: {column_list(model.feature_names)}", markup=False,
                  soft_wrap=True)
     for note in code.notes:
@@ -537,8 +534,6 @@ def _print_onnx_export(result: OnnxExport, output: Path, max_drift: float | None
     print_table("compile passes", REPORT_COLUMNS, format_reports(result.compiled.reports))
     if result.dropped_inputs:
         _say(f"unused inputs dropped (--drop-unused-inputs): {', '.join(result.dropped_inputs)}")
-    from .data import column_list
-
     stdout.print(f"inputs: the graph takes {result.compiled.model.n_inputs} columns in this order: "
                  f"{column_list(result.compiled.model.feature_names)}", markup=False, soft_wrap=True)
     check = result.check

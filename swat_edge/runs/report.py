@@ -147,6 +147,7 @@ def build_card(
                                                                          map(float, dataset.input_fill))),
             },
             "input_columns": list(dataset.feature_names),
+            "input_stage": result.input_stage,
         },
         "embedding": embedding,
         "target": {

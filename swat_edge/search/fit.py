@@ -413,25 +413,25 @@ def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.n
         y_check = np.asarray(y_val, dtype=np.float64).reshape(len(x_check), -1)
     beyond = np.random.default_rng(0).uniform(-1.5, 1.5, size=(256, model.n_inputs))  # as the export checks
     basis = _first_layer_basis(model, settings.max_first_layer_weights)
-    if basis is not None:  # fitted on the inputs x B; the first layer is expanded back at the end
-        original = model
-        model = model.replace(hidden=(_in_basis(model.hidden[0], basis), *model.hidden[1:]))
+    work = model  # fitted on the inputs x B with the first layer B^T W; expanded back at the end
+    if basis is not None:
+        work = model.replace(hidden=(_in_basis(model.hidden[0], basis), *model.hidden[1:]))
         x_n, x_check, beyond = x_n @ basis, x_check @ basis, beyond @ basis
-    start_val = _validation_mse(model, model.layers, x_check, y_check)
-    tracker = _Tracker(model, x_check, y_check, np.vstack([x_check[:512], beyond]), settings.max_float32_error,
-                       start_val, model.layers, [(0, start_val)])
-    phases = (True, False) if settings.variable_projection and model.hidden else (False,)
-    current = model
+    start_val = _validation_mse(work, work.layers, x_check, y_check)
+    tracker = _Tracker(work, x_check, y_check, np.vstack([x_check[:512], beyond]), settings.max_float32_error,
+                       start_val, work.layers, [(0, start_val)])
+    phases = (True, False) if settings.variable_projection and work.hidden else (False,)
+    current = work
     for project in phases:
         problem = _Problem(current, x_n, y_n, settings, project=project)
         if project:
             tracker.offer(problem.loss(problem.initial())[1])  # the start with its least-squares output layer
         _levenberg_marquardt(problem, tracker, settings.max_iterations)
         tracker.since_best = 0  # the next phase gets its own patience
-        current = model.replace(hidden=tuple(tracker.best_layers[:-1]), output=tracker.best_layers[-1])
+        current = work.replace(hidden=tuple(tracker.best_layers[:-1]), output=tracker.best_layers[-1])
     if basis is not None:
         first = current.hidden[0]
         expanded = Layer(weight=basis @ first.weight, bias=first.bias, activations=first.activations, mask=first.mask)
-        current = original.replace(hidden=(expanded, *current.hidden[1:]), output=current.output)
+        current = model.replace(hidden=(expanded, *current.hidden[1:]), output=current.output)
     return FitResult(model=current, val_mse=tracker.best_val, iterations=tracker.iteration,
                      history=tuple(tracker.history), best_iteration=tracker.best_iteration)

@@ -268,6 +268,8 @@ class SearchResult:
     validation_rows: np.ndarray  # indices of the held-out rows in the training file
     timings_s: dict[str, float]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the input stage the search ran on ("select" or "project"; None: the data has few enough features)
+    input_stage: str | None = None
     # a classifier's figures per split ("train", "validation" unless cross-validated, "test"); None: regression
     classification: dict[str, ClassFigures] | None = None
 
@@ -586,6 +588,7 @@ def _nothing_within_budgets(problem: Problem, run: LatentRun, data_path: Any, hi
         closest=_candidate(problem, closest, model, _estimate(problem, model)),
         metrics={}, dtype=problem.dtype, estimate=None, history=history, finetune_history=(), predictions={},
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=problem.prep.notes,
+        input_stage=None if problem.stage is None else problem.stage.method,
     )
 
 
@@ -765,6 +768,7 @@ def _search(
         dtype=est.dtype, estimate=est, history=history,
         finetune_history=best_trial.finetune_history, predictions=predictions,
         split_rows=split_rows, validation_rows=problem.prep.val, timings_s=timings, notes=notes,
+        input_stage=None if problem.stage is None else problem.stage.method,
     )
 
 

@@ -192,3 +192,5 @@ def test_an_auto_search_says_which_stage_it_took_and_why(tiny):
     result = _wide_search(tiny)  # inputs="auto": f2, f5 x f9, f9 carry the target; f5 only through a product
     note = next(note for note in result.notes if note.startswith("12 features, the embedding's networks take"))
     assert "--inputs auto: validation MSE of a cubic least-squares fit on each method's inputs, select " in note
+    said = "select" if "forward selection kept" in note else "project"
+    assert result.input_stage == said  # and card.json's data.input_stage

@@ -72,6 +72,7 @@ def test_card_has_the_figures_the_issue_lists(searched):
     assert card["data"]["test"]["sha256"] == hashlib.sha256(test.read_bytes()).hexdigest()
     # 120 rows: the latent search's 96/24 split; the candidates chosen by 5-fold cross-validation over all rows
     assert card["data"]["split_rows"] == {"train": 120, "validation": 120, "test": 40, "folds": 5}
+    assert card["data"]["input_stage"] is None  # 2 features: no input stage
     assert len(card["embedding"]["weights_sha256"]) == 64 and card["embedding"]["steps"] == 20
     assert card["target"]["name"] == "raspi4" and card["target"]["deployed_dtype"] == "fp32"
     assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 40
