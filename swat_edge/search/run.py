@@ -608,8 +608,8 @@ def run_search(
     """Search, select, prune and fine-tune a model for `dataset` on `target` (see the module docstring). A
     classification data set is searched on class indicators (search/classify.py) split by class, and every
     fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
-    reference networks in jobs - 1 worker processes (threads where workers.forks() is false, or with Adam)
-    while the latent search runs, and then each polishing round's second copy (the same model for any number)."""
+    reference networks in jobs - 1 worker processes (threads where workers.worker_processes() is false, or with
+    Adam) while the latent search runs, and then each polishing round's second copy (the same model for any number)."""
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more")
     options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,
@@ -680,14 +680,17 @@ def _search(
     settings = problem.settings
     timings: dict[str, float] = {}
     cross_validation = uses_cross_validation(settings, dataset.n_rows)
-    fit_entry = partial(_cross_validated_entry if cross_validation else _fine_tune_entry, problem)
+    # what the fitting pieces carry to a worker process (pickled): the problem without the embedding, which they
+    # do not use
+    fitting = replace(problem, embedding=None)
+    fit_entry = partial(_cross_validated_entry if cross_validation else _fine_tune_entry, fitting)
     split_rows = {"train": len(problem.prep.train), "validation": len(problem.prep.val),
                   "test": 0 if test is None else test.n_rows}
     screen = screens(settings, len(problem.x_train), dataset.n_rows if cross_validation else None)
     references = _reference_pool(problem, settings.dense_reference_screened_starts if screen
                                  else settings.dense_reference_restarts)
     pieces = [piece for group in reference_groups(references)
-              for piece in reference_pieces(problem, fit_entry, group, screen=screen)]
+              for piece in reference_pieces(fitting, fit_entry, group, screen=screen)]
     queue = WorkQueue(len(pieces))
     polishing = (settings.polish_rounds > 0 and not cross_validation
                  and settings.fitter_for(len(problem.x_train)) == "lm")
@@ -696,11 +699,11 @@ def _search(
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
-    # for the whole section: threadpoolctl's limit is process-wide, and forked workers inherit it) and the results
+    # for the whole section: threadpoolctl's limit is process-wide; worker processes set their own) and the results
     # are kept in piece order, so the trials are the same for any number of jobs. The helpers then share the
     # polishing refits (the piece after the references: fit_start on a start handed over).
     with threadpool_limits(limits=1, user_api="blas"), \
-            piece_runner([*pieces, partial(fit_start, problem)], jobs - 1,
+            piece_runner([*pieces, partial(fit_start, fitting)], jobs - 1,
                          processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
         helpers = [background.submit(queue.drain, remote) for _ in range(jobs - 1)]

@@ -1,29 +1,31 @@
 """Who fits the reference networks while the latent search runs: independent pieces of work handed out one at a
 time (WorkQueue), run by the calling thread and by `helpers` more: threads of this process, or, where the pieces
-are numpy only (Levenberg-Marquardt) and the platform forks, threads that each hand their pieces to a forked
-worker process.
+are numpy only (Levenberg-Marquardt), threads that each hand their pieces to a worker process.
 
 Why processes: an LM iteration on these networks is many numpy calls on arrays of a few thousand rows, and the
 latent search is many small torch calls; in two threads of one process they take turns at the GIL. On a 2-CPU
 machine four 8-8-8 tanh fits took 3.14 s one after another, 2.10 s in two threads and 1.68 s in two processes, and
 the latent search of a CORNN task took 4.5 s alone against 7.1-7.9 s beside a fitting thread.
 
-Why fork: the pieces close over the search's problem (the torch embedding included); a forked child inherits them,
-so nothing is pickled on the way in and only the fitted trials come back. The children are forked before the
-latent search runs torch in this process, and never call torch themselves.
+Why a fork server, not fork: a process that has run torch or onnxruntime holds native thread pools (OpenMP,
+onnxruntime's, OpenBLAS's), and a child forked from it inherits their locks in whatever state the fork caught
+them. A long-lived process (a notebook, the benchmarks, the test run) that forked a fitting worker after hundreds
+of searches hung in CI. The workers are forked instead from multiprocessing's fork server, a fresh interpreter
+that has imported the fitting code (preloaded once per process) and never ran a thread pool; each worker
+receives the pieces once, pickled, when it starts.
 """
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import signal
-import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-__all__ = ["WorkQueue", "forks", "piece_runner"]
+from threadpoolctl import threadpool_limits
+
+__all__ = ["WorkQueue", "piece_runner", "worker_processes"]
 
 
 class WorkQueue:
@@ -51,42 +53,44 @@ class WorkQueue:
             self.results[index] = run(index)
 
 
-def forks() -> bool:
-    """Whether worker processes can be forked here: Linux, and Python >= 3.11, whose process pool forks all its
-    workers at once when first used (earlier ones fork one per submission, later, while torch may be running;
-    cpython issue 90622), and not inside a daemonic process (a multiprocessing.Pool worker may have no children)."""
-    return (sys.platform == "linux" and sys.version_info >= (3, 11)
-            and not multiprocessing.current_process().daemon)
+# What the fork server imports before it forks a worker: the fitting code, and torch with it (the pieces' modules
+# live in swat_edge.search), so a worker starts warm.
+_PRELOAD = ["swat_edge.search.validation"]
 
 
-# The pieces of each live piece_runner, by token: a forked worker finds its pieces here, inherited at the fork.
-_INHERITED: dict[int, list[Callable[[], Any]]] = {}
-_TOKENS = itertools.count()
+def worker_processes() -> bool:
+    """Whether worker processes can be started here: a platform with multiprocessing's fork server (Linux, macOS),
+    and not inside a daemonic process (a multiprocessing.Pool worker may have no children)."""
+    return "forkserver" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
-def _run_inherited(token: int, index: int, *args: Any) -> Any:
-    return _INHERITED[token][index](*args)
+# A worker's pieces, received once when it starts (_receive_pieces).
+_PIECES: list[Callable[..., Any]] = []
 
 
-def _ignore_interrupts() -> None:
+def _receive_pieces(pieces: list[Callable[..., Any]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: no traceback per worker
+    threadpool_limits(limits=1, user_api="blas")  # for the worker's life: one piece at a time per process
+    _PIECES[:] = pieces
+
+
+def _run_piece(index: int, *args: Any) -> Any:
+    return _PIECES[index](*args)
 
 
 @contextmanager
 def piece_runner(pieces: list[Callable[..., Any]], helpers: int, processes: bool) -> Iterator[Callable[..., Any]]:
     """The function a helper thread runs piece k with, run(k, *args) = pieces[k](*args): in this process, or
-    (processes, helpers > 0, pieces to run and forks()) in one of `helpers` worker processes forked on entry, the
-    arguments and the result pickled on the way. Enter it before any other thread starts work."""
-    if not (processes and helpers > 0 and pieces and forks()):
+    (processes, helpers > 0, pieces to run and worker_processes()) in one of `helpers` worker processes started
+    on entry, which receive the pieces pickled (module-level functions and partials of them, no closures), the
+    arguments and the result pickled on the way."""
+    if not (processes and helpers > 0 and pieces and worker_processes()):
         yield lambda index, *args: pieces[index](*args)
         return
-    token = next(_TOKENS)
-    _INHERITED[token] = pieces
-    pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_ignore_interrupts)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    pool = ProcessPoolExecutor(helpers, mp_context=context, initializer=_receive_pieces, initargs=(pieces,))
     try:
-        pool.submit(int).result()  # fork every worker now, with the pieces registered and before torch runs
-        yield lambda index, *args: pool.submit(_run_inherited, token, index, *args).result()
+        yield lambda index, *args: pool.submit(_run_piece, index, *args).result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        del _INHERITED[token]
