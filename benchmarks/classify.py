@@ -177,10 +177,13 @@ def _mean_methods(splits: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_dataset(name: str, quick: bool, embedding: Any) -> dict[str, Any]:
     """run_split over SPLITS (QUICK_SPLITS with --quick) in JOBS processes; the means in "methods"."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     seeds = QUICK_SPLITS if quick else SPLITS
-    with ProcessPoolExecutor(max_workers=min(JOBS, len(seeds))) as pool:
+    # spawn, not fork: this process may have run torch and onnxruntime (their thread pools must not be forked)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(JOBS, len(seeds)), mp_context=spawn) as pool:
         splits = list(pool.map(run_split, [name] * len(seeds), seeds, [quick] * len(seeds)))
     first = splits[0]
     return {"name": name, "features": first["features"], "classes": first["classes"],

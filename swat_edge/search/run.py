@@ -609,7 +609,9 @@ def run_search(
     classification data set is searched on class indicators (search/classify.py) split by class, and every
     fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
     reference networks in jobs - 1 worker processes (threads where workers.worker_processes() is false, or with
-    Adam) while the latent search runs, and then each polishing round's second copy (the same model for any number)."""
+    Adam) while the latent search runs, and then each polishing round's second copy (the same model for any number).
+    The workers may come from multiprocessing's fork server (workers.start_method), so a script calling this with
+    jobs > 1 guards its top level with `if __name__ == "__main__":`, as multiprocessing asks."""
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more")
     options = dict(embedding=embedding, target=target, budgets=budgets, settings=settings,

@@ -7,17 +7,23 @@ latent search is many small torch calls; in two threads of one process they take
 machine four 8-8-8 tanh fits took 3.14 s one after another, 2.10 s in two threads and 1.68 s in two processes, and
 the latent search of a CORNN task took 4.5 s alone against 7.1-7.9 s beside a fitting thread.
 
-Why a fork server, not fork: a process that has run torch or onnxruntime holds native thread pools (OpenMP,
-onnxruntime's, OpenBLAS's), and a child forked from it inherits their locks in whatever state the fork caught
-them. A long-lived process (a notebook, the benchmarks, the test run) that forked a fitting worker after hundreds
-of searches hung in CI. The workers are forked instead from multiprocessing's fork server, a fresh interpreter
-that has imported the fitting code (preloaded once per process) and never ran a thread pool; each worker
-receives the pieces once, pickled, when it starts.
+How a worker starts: forked from this process where no thread has started here since the fitting code was
+imported (a command-line search: the main thread and OpenBLAS's pool, forked before torch runs), else from
+multiprocessing's fork server. A process that has run torch or onnxruntime holds their native thread pools, and a
+child forked from it inherits their locks in whatever state the fork caught them: the test run, which forked its
+workers from such a process, hung once in CI in a search test. The fork server is a fresh interpreter that has
+imported the fitting code (preloaded once per process) and forks the workers from there. Fork where it is safe,
+because it is faster beside the latent search: searches of 9 CORNN tasks for cortex-m4, the workers forked from
+the server, took a median 1.19x as long as with the workers forked from the searching process (raspi4, 18 tasks:
+1.08x), for the same models; alone, a worker fits as fast either way. Each worker receives the pieces once, when
+it starts (pickled, for the fork server).
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -25,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["WorkQueue", "piece_runner", "worker_processes"]
+__all__ = ["WorkQueue", "piece_runner", "start_method", "worker_processes"]
 
 
 class WorkQueue:
@@ -64,6 +70,26 @@ def worker_processes() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods() and not multiprocessing.current_process().daemon
 
 
+def _threads() -> int | None:
+    """This process's threads (Linux: /proc/self/task); None where that cannot be read."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+_THREADS_AT_IMPORT = _threads()
+
+
+def start_method() -> str:
+    """How worker processes start now: "fork" on Linux with Python >= 3.11 (whose process pool forks all its
+    workers at once, on entry) where this process has no more threads than when this module was imported;
+    "forkserver" otherwise."""
+    now = _threads()
+    quiet = now is not None and _THREADS_AT_IMPORT is not None and now <= _THREADS_AT_IMPORT
+    return "fork" if quiet and sys.platform == "linux" and sys.version_info >= (3, 11) else "forkserver"
+
+
 # A worker's pieces, received once when it starts (_receive_pieces).
 _PIECES: list[Callable[..., Any]] = []
 
@@ -82,15 +108,20 @@ def _run_piece(index: int, *args: Any) -> Any:
 def piece_runner(pieces: list[Callable[..., Any]], helpers: int, processes: bool) -> Iterator[Callable[..., Any]]:
     """The function a helper thread runs piece k with, run(k, *args) = pieces[k](*args): in this process, or
     (processes, helpers > 0, pieces to run and worker_processes()) in one of `helpers` worker processes started
-    on entry, which receive the pieces pickled (module-level functions and partials of them, no closures), the
-    arguments and the result pickled on the way."""
+    on entry (start_method), which receive the pieces (module-level functions and partials of them, no closures:
+    the fork server gets them pickled), the arguments and the result pickled on the way. Enter it before this
+    thread starts other threads or runs torch."""
     if not (processes and helpers > 0 and pieces and worker_processes()):
         yield lambda index, *args: pieces[index](*args)
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    method = start_method()
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(_PRELOAD)
     pool = ProcessPoolExecutor(helpers, mp_context=context, initializer=_receive_pieces, initargs=(pieces,))
     try:
+        if method == "fork":
+            pool.submit(int).result()  # fork every worker now, before torch runs here
         yield lambda index, *args: pool.submit(_run_piece, index, *args).result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

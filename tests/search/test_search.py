@@ -271,13 +271,17 @@ def test_a_cancelled_work_queue_hands_out_nothing_more():
     assert queue.results == [0, 1, 2, 3] + [None] * 6
 
 
-def test_worker_processes_run_the_pieces_they_receive_in_another_process():
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_worker_processes_run_the_pieces_they_receive_in_another_process(method, monkeypatch):
+    import multiprocessing
     import os
 
+    from swat_edge.search import workers
     from swat_edge.search.workers import piece_runner, worker_processes
 
-    if not worker_processes():
-        pytest.skip("worker processes need multiprocessing's fork server (Linux, macOS)")
+    if not worker_processes() or method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no worker processes here, or no {method} start method")
+    monkeypatch.setattr(workers, "start_method", lambda: method)
     parent = os.getpid()
     pieces = [functools.partial(pow, k) for k in range(3)] + [os.getpid]
     with piece_runner(pieces, 2, processes=True) as remote:
@@ -285,6 +289,19 @@ def test_worker_processes_run_the_pieces_they_receive_in_another_process():
         assert remote(3) != parent
     with piece_runner(pieces, 1, processes=False) as local:
         assert local(2, 3) == 8 and local(3) == parent
+
+
+def test_workers_are_forked_only_while_no_thread_has_started_since_the_fitting_code_was_imported():
+    import subprocess
+    import sys
+
+    script = ("import threading; import swat_edge.search.workers as w; print(w.start_method()); "
+              "done = threading.Event(); t = threading.Thread(target=done.wait); t.start(); "
+              "print(w.start_method()); done.set(); t.join()")
+    first, busy = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                 timeout=120).stdout.split()
+    forks = sys.platform == "linux" and sys.version_info >= (3, 11)
+    assert (first, busy) == ("fork" if forks else "forkserver", "forkserver")
 
 
 def _worker_processes_here(_: int) -> bool:
