@@ -1,7 +1,10 @@
 """Re-run only swat-edge's search on CORNN tasks and score it against baselines cached by an earlier full run.
 
-    .venv/bin/python benchmarks/rescore_search.py --cache runs/cornn-cache-ebb14a0/full [--tasks a,b] \
-        [--target raspi4] [--set dense_reference_depths=1,2,3,4]
+    .venv/bin/python benchmarks/rescore_search.py [--tasks a,b] [--target raspi4] \
+        [--set dense_reference_depths=1,2,3,4] [--rows benchmarks/results/cornn.json | --cache DIR]
+
+The cached rows are those of the committed full run (benchmarks/results/cornn.json, --rows) by default, so this
+runs from a fresh clone; --cache reads a cornn.py cache folder instead.
 
 For iterating on the search: a full benchmark row costs minutes of baselines per task, the search seconds. The
 baselines (dense sweep, pruning, random search) come from the cached rows as they are: their points, their
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -88,9 +92,28 @@ def repriced(points: list[dict], target) -> list[dict]:
     return out
 
 
+def cached_entry(args: argparse.Namespace, slug: str) -> dict | None:
+    """{"fingerprint", "row"} of the task's first cached seed: from the --cache folder, or from the --rows report
+    (its rows carry no fingerprint of their own: the report's)."""
+    if args.cache:
+        cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
+        return json.loads(cached[0].read_text()) if cached else None
+    report = _report(args.rows)
+    rows = sorted((row for row in report["rows"] if row["task"] == slug), key=lambda row: row["seed"])
+    return {"fingerprint": report["fingerprint"], "row": rows[0]} if rows else None
+
+
+@functools.lru_cache(maxsize=None)
+def _report(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", required=True, help="a cornn.py cache folder with finished rows")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--rows", default=str(ROOT / "benchmarks" / "results" / "cornn.json"),
+                        help="a report of benchmarks/cornn.py with its rows (default: the committed full run)")
+    source.add_argument("--cache", help="a cornn.py cache folder with finished rows, instead of --rows")
     parser.add_argument("--tasks", default=",".join(REPLICATION_TASKS))
     parser.add_argument("--target", default="raspi4")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -128,11 +151,10 @@ def main() -> None:
     # with --budgeted-only, the budgeted searches against the sweep's best polished, at the polished levels
     budgeted_polished: dict[str, list] = {level: [] for level in polish_levels if level in budgeted}
     for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
-        cached = sorted(Path(args.cache).glob(f"{slug}.seed*.json"))
-        if not cached:
-            print(f"{slug}: not in {args.cache}, skipped")
+        entry = cached_entry(args, slug)
+        if entry is None:
+            print(f"{slug}: not in {args.cache or args.rows}, skipped")
             continue
-        entry = json.loads(cached[0].read_text())
         row = entry["row"]
         if args.reprice:
             row = {**row, "methods": {**row["methods"], **{m: repriced(row["methods"][m], target)

@@ -10,13 +10,13 @@ the latent search of a CORNN task took 4.5 s alone against 7.1-7.9 s beside a fi
 How a worker starts: forked from this process where no thread has started here since the fitting code was
 imported (a command-line search: the main thread and OpenBLAS's pool, forked before torch runs), else from
 multiprocessing's fork server. A process that has run torch or onnxruntime holds their native thread pools, and a
-child forked from it inherits their locks in whatever state the fork caught them: the test run, which forked its
-workers from such a process, hung once in CI in a search test. The fork server is a fresh interpreter that has
-imported the fitting code (preloaded once per process) and forks the workers from there. Fork where it is safe,
-because it is faster beside the latent search: searches of 9 CORNN tasks for cortex-m4, the workers forked from
-the server, took a median 1.19x as long as with the workers forked from the searching process (raspi4, 18 tasks:
-1.08x), for the same models; alone, a worker fits as fast either way. Each worker receives the pieces once, when
-it starts (pickled, for the fork server).
+child forked from it inherits their locks in whatever state the fork caught them: the likely cause (not
+reproduced) of a CI test run that hung in a search test, its workers forked from such a process. The fork server
+is a fresh interpreter that has imported the fitting code (preloaded once per process) and forks the workers
+from there. Fork where it is safe, because it is faster beside the latent search: searches of 9 CORNN tasks for
+cortex-m4, the workers forked from the server, took a median 1.19x as long as with the workers forked from the
+searching process (raspi4, 18 tasks: 1.08x), for the same models; alone, a worker fits as fast either way. Each
+worker receives the pieces once, when it starts (pickled, for the fork server).
 """
 from __future__ import annotations
 
