@@ -7,7 +7,7 @@ latent search is many small torch calls; in two threads of one process they take
 machine four 8-8-8 tanh fits took 3.14 s one after another, 2.10 s in two threads and 1.68 s in two processes, and
 the latent search of a CORNN task took 4.5 s alone against 7.1-7.9 s beside a fitting thread.
 
-How a worker starts: forked from this process where no thread has started here since the fitting code was
+How a worker starts: forked from this process where it has no more threads than when the fitting code was
 imported (a command-line search: the main thread and OpenBLAS's pool, forked before torch runs), else from
 multiprocessing's fork server. A process that has run torch or onnxruntime holds their native thread pools, and a
 child forked from it inherits their locks in whatever state the fork caught them: the likely cause (not
@@ -83,8 +83,11 @@ _THREADS_AT_IMPORT = _threads()
 
 def start_method() -> str:
     """How worker processes start now: "fork" on Linux with Python >= 3.11 (whose process pool forks all its
-    workers at once, on entry) where this process has no more threads than when this module was imported;
-    "forkserver" otherwise."""
+    workers at once, on entry) where this process has no more threads than when this module was imported (the
+    main thread and OpenBLAS's pool); "forkserver" otherwise.
+
+    A count, not the thread ids: a fork ends OpenBLAS's pool and setting its thread limit starts it again with new
+    ids, as run.py does just before it asks (a thread started between the two would go unnoticed)."""
     now = _threads()
     quiet = now is not None and _THREADS_AT_IMPORT is not None and now <= _THREADS_AT_IMPORT
     return "fork" if quiet and sys.platform == "linux" and sys.version_info >= (3, 11) else "forkserver"

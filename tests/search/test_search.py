@@ -271,17 +271,16 @@ def test_a_cancelled_work_queue_hands_out_nothing_more():
     assert queue.results == [0, 1, 2, 3] + [None] * 6
 
 
-@pytest.mark.parametrize("method", ["fork", "forkserver"])
-def test_worker_processes_run_the_pieces_they_receive_in_another_process(method, monkeypatch):
-    import multiprocessing
+def test_worker_processes_run_the_pieces_they_receive_in_another_process():
     import os
 
-    from swat_edge.search import workers
-    from swat_edge.search.workers import piece_runner, worker_processes
+    from swat_edge.search.workers import piece_runner, start_method, worker_processes
 
-    if not worker_processes() or method not in multiprocessing.get_all_start_methods():
-        pytest.skip(f"no worker processes here, or no {method} start method")
-    monkeypatch.setattr(workers, "start_method", lambda: method)
+    if not worker_processes():
+        pytest.skip("no worker processes here")
+    # this process has run torch and onnxruntime: its workers come from the fork server (the fork path is run
+    # in a fresh interpreter, below, as a command-line search runs it)
+    assert start_method() == "forkserver"
     parent = os.getpid()
     pieces = [functools.partial(pow, k) for k in range(3)] + [os.getpid]
     with piece_runner(pieces, 2, processes=True) as remote:
@@ -291,17 +290,27 @@ def test_worker_processes_run_the_pieces_they_receive_in_another_process(method,
         assert local(2, 3) == 8 and local(3) == parent
 
 
-def test_workers_are_forked_only_while_no_thread_has_started_since_the_fitting_code_was_imported():
+def test_workers_are_forked_only_while_the_process_has_no_more_threads_than_at_import():
     import subprocess
     import sys
 
-    script = ("import threading; import swat_edge.search.workers as w; print(w.start_method()); "
-              "done = threading.Event(); t = threading.Thread(target=done.wait); t.start(); "
-              "print(w.start_method()); done.set(); t.join()")
-    first, busy = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                                 timeout=120).stdout.split()
-    forks = sys.platform == "linux" and sys.version_info >= (3, 11)
-    assert (first, busy) == ("fork" if forks else "forkserver", "forkserver")
+    # as a search runs it: the BLAS limit set (which starts OpenBLAS's pool again after a fork), then the workers
+    script = ("import functools, os, threading; from threadpoolctl import threadpool_limits; "
+              "import swat_edge.search.workers as w\n"
+              "pieces = [functools.partial(pow, k) for k in range(3)] + [os.getpid]\n"
+              "for _ in range(2):\n"
+              "    with threadpool_limits(limits=1, user_api='blas'):\n"
+              "        print(w.start_method())\n"
+              "        with w.piece_runner(pieces, 2, processes=True) as remote:\n"
+              "            print([remote(k, 2) for k in range(3)] == [0, 1, 4] and remote(3) != os.getpid())\n"
+              "done = threading.Event(); t = threading.Thread(target=done.wait); t.start()\n"
+              "with threadpool_limits(limits=1, user_api='blas'):\n"
+              "    print(w.start_method())\n"
+              "done.set(); t.join()")
+    printed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             timeout=120).stdout.split()
+    quiet = "fork" if sys.platform == "linux" and sys.version_info >= (3, 11) else "forkserver"
+    assert printed == [quiet, "True", quiet, "True", "forkserver"]  # a second search forks again; a thread: not
 
 
 def _worker_processes_here(_: int) -> bool:
