@@ -271,16 +271,17 @@ def test_a_cancelled_work_queue_hands_out_nothing_more():
     assert queue.results == [0, 1, 2, 3] + [None] * 6
 
 
-def test_worker_processes_run_the_pieces_they_receive_in_another_process():
+def test_worker_processes_from_the_fork_server_run_the_pieces_they_receive(monkeypatch):
     import os
 
-    from swat_edge.search.workers import piece_runner, start_method, worker_processes
+    from swat_edge.search import workers
+    from swat_edge.search.workers import piece_runner, worker_processes
 
     if not worker_processes():
         pytest.skip("no worker processes here")
-    # this process has run torch and onnxruntime: its workers come from the fork server (the fork path is run
-    # in a fresh interpreter, below, as a command-line search runs it)
-    assert start_method() == "forkserver"
+    # the fork path is run in a fresh interpreter (below), as a command-line search runs it, never from this
+    # process, which has run torch and onnxruntime
+    monkeypatch.setattr(workers, "start_method", lambda: "forkserver")
     parent = os.getpid()
     pieces = [functools.partial(pow, k) for k in range(3)] + [os.getpid]
     with piece_runner(pieces, 2, processes=True) as remote:
