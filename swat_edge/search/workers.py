@@ -87,8 +87,9 @@ def start_method() -> str:
     main thread and OpenBLAS's pool); "forkserver" otherwise.
 
     A count, not the thread ids: a fork ends OpenBLAS's pool and setting its thread limit starts it again with new
-    ids, as run.py does just before it asks (a thread started between the two would go unnoticed)."""
-    now = _threads()
+    ids, so the limit is set here before counting (a thread started in the pool's place would go unnoticed)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        now = _threads()
     quiet = now is not None and _THREADS_AT_IMPORT is not None and now <= _THREADS_AT_IMPORT
     return "fork" if quiet and sys.platform == "linux" and sys.version_info >= (3, 11) else "forkserver"
 
