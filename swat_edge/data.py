@@ -54,6 +54,25 @@ def column_list(names: tuple[str, ...] | list[str], head: int = 10, tail: int = 
     return f"{', '.join(names[:head])}, ... ({skipped} more), {', '.join(names[-tail:])}"
 
 
+# Separators a CSV's header may use: comma, then what spreadsheets write in locales whose decimal mark is a comma
+_DELIMITERS = (",", ";", "\t")
+
+
+def _delimiter(header_line: str) -> str:
+    """The column separator of a CSV: the one of _DELIMITERS its header line uses most (a header holds names, not
+    numbers, so no decimal comma confuses the count); a comma when it uses none (one column)."""
+    counts = [header_line.count(d) for d in _DELIMITERS]
+    return _DELIMITERS[counts.index(max(counts))] if max(counts) > 0 else ","
+
+
+def _decimal_comma(text: str) -> str:
+    """A cell as written with a decimal comma ("-1,5e3", as a semicolon-separated file from a spreadsheet in such a
+    locale holds it) with a decimal point instead; other text as it is."""
+    if text.count(",") == 1 and "." not in text:
+        return text.replace(",", ".")
+    return text
+
+
 def _parse_cell(text: str) -> float:
     try:
         return float(text)
@@ -67,7 +86,9 @@ _NOT_A_NUMBER = object()
 def _read_csv(path: Path, text: bool = False) -> Table:
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            delimiter = _delimiter(fh.readline())
+            fh.seek(0)
+            reader = csv.reader(fh, delimiter=delimiter)
             try:
                 header = next(reader)
             except StopIteration:
@@ -89,7 +110,7 @@ def _read_csv(path: Path, text: bool = False) -> Table:
                     )
                 parsed = []
                 for j, (col, cell) in enumerate(zip(header, raw)):
-                    value = _parse_cell(cell)
+                    value = _parse_cell(cell if delimiter == "," else _decimal_comma(cell))
                     if value is _NOT_A_NUMBER:
                         if not text:
                             raise DataError(path, f"{cell.strip()!r} is not a number; cells must be numeric",
@@ -186,9 +207,12 @@ def select_columns(table: Table, names: Sequence[str], *, role: str = "feature",
         )
     for name in names:
         if name in table.text:
-            row = next(i for i, cell in enumerate(table.text[name]) if _parse_cell(cell) is _NOT_A_NUMBER)
-            raise DataError(table.path, f"{table.text[name][row]!r} is not a number; {role} cells must be numeric",
-                            row=row + 1, column=name)
+            # the first cell read as NaN that is no number as written (decimal commas were read as numbers)
+            row = next(i for i, cell in enumerate(table.text[name])
+                       if math.isnan(table.values[i, index[name]]) and _parse_cell(cell) is _NOT_A_NUMBER)
+            hint = " (encode categories as numbers, or leave the column out with --features)" if role == "feature" else ""
+            raise DataError(table.path, f"{table.text[name][row]!r} is not a number; {role} cells must be "
+                                        f"numeric{hint}", row=row + 1, column=name)
     cols = [index[n] for n in names]
     if finite:
         check_finite(table, cols, fix)
