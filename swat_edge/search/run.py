@@ -106,6 +106,10 @@ class SearchSettings:
     # parameters). Beyond it "auto" fits with Adam. A wide first layer counts as fitted (FitSettings.
     # max_first_layer_weights: within the span of its columns), so with the input stage this takes many targets.
     lm_max_params: int = 1000
+    # Levenberg-Marquardt fits on at most this many training rows, beyond it on that many drawn at random (the same
+    # for every network; validation uses all its rows): an iteration costs rows x parameters^2, and networks of a
+    # few hundred parameters gain nothing measurable from more rows (benchmarks/large_data.py)
+    lm_max_rows: int = 20_000
     fit: FitSettings = FitSettings()
     finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
     finetune_final_lr: float = 0.0005
@@ -189,6 +193,8 @@ class SearchSettings:
     def check(self) -> "SearchSettings":
         """Refuse settings no search can run with (UsageError naming the flag), before any work."""
         self.fitter_for(0)
+        if self.lm_max_rows < 1:
+            raise UsageError(f"lm_max_rows {self.lm_max_rows}: give 1 or more")
         if self.choice not in ("budget-first", "weighted"):
             raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
         if not self.tolerance >= 0.0:
@@ -520,8 +526,9 @@ def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, tra
         how = (f"Levenberg-Marquardt, {settings.cross_validation_folds}-fold cross-validation over all "
                f"{cross_validation_rows} rows, then refitted on all of them")
     elif settings.fitter_for(train_rows) == "lm":
-        how = (f"Levenberg-Marquardt, full batch of {train_rows} rows, up to {settings.fit.max_iterations} "
-               "iterations each")
+        fitted_rows = (f"full batch of {train_rows} rows" if train_rows <= settings.lm_max_rows else
+                       f"a random {settings.lm_max_rows} of the {train_rows} training rows")
+        how = f"Levenberg-Marquardt, {fitted_rows}, up to {settings.fit.max_iterations} iterations each"
     else:
         how = f"Adam, mini-batches of {settings.finetune_batch_points} rows, {settings.finetune_steps} steps each"
     also = f", and the references {', '.join(references)}" if references else ""

@@ -29,7 +29,9 @@ def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_
     this many rows, early-stopped on (x_val, y_val), the best iterate kept. Returns the model and its (step,
     validation MSE in raw units) history. Baselines that must get the same care call this."""
     if settings.fitter_for(len(x_train)) == "lm":
-        fitted = fit_levenberg_marquardt(model, x_train, y_train, x_val=x_val, y_val=y_val, settings=settings.fit)
+        rows = lm_rows(len(x_train), settings)
+        fitted = fit_levenberg_marquardt(model, x_train[rows], y_train[rows], x_val=x_val, y_val=y_val,
+                                         settings=settings.fit)
         return fitted.model, fitted.history
     history: list[tuple[int, float]] = []
     tuned = fine_tune(model, x_train, y_train, x_val=x_val, y_val=y_val, steps=settings.finetune_steps,
@@ -37,6 +39,14 @@ def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_
                       batch_points=settings.finetune_batch_points, history=history,
                       check_every=settings.finetune_check_every)
     return tuned, tuple(history)
+
+
+def lm_rows(train_rows: int, settings: SearchSettings) -> np.ndarray | slice:
+    """The training rows Levenberg-Marquardt fits on: all of them up to SearchSettings.lm_max_rows, beyond it that
+    many drawn at random, the same for every network of a search (seeded by SearchSettings.seed), in file order."""
+    if train_rows <= settings.lm_max_rows:
+        return slice(None)
+    return np.sort(np.random.default_rng(settings.seed).permutation(train_rows)[: settings.lm_max_rows])
 
 
 def _trial(problem: Problem, entry: PoolEntry, tuned: SparseMLP, val_scaled: float,
