@@ -213,30 +213,46 @@ def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Emb
 
 @contextmanager
 def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[str], None]]]:
-    """(progress, stage) callbacks for run_search: a bar over the latent steps, then one line per later stage."""
+    """(progress, stage) callbacks for run_search: a bar over the latent steps with the loss, one line per later
+    stage, and under the fine-tuning line a bar over its fits with the best validation MSE so far."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}"), console=stdout, transient=False)
-    task = bar.add_task("search", total=steps, info="")
+    def new_bar(label: str, total: int) -> dict[str, Any]:
+        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("{task.fields[info]}"), console=stdout, transient=False)
+        return {"bar": bar, "task": bar.add_task(label, total=total, info=""), "label": label, "open": True}
+
+    at_hand = [new_bar("search", steps)]
 
     def report(step: int, total: int, info: dict) -> None:
+        if info.get("stage") == "fine-tune":
+            label, text = "fine-tune", f"best val {_fmt_mse(info.get('best_val_mse'))}"
+        else:
+            lat = info.get("latency_us")
+            label = "search"
+            text = (f"loss {info['train_mse']:.3g}  best val {_fmt_mse(info.get('best_val_mse'))}"
+                    f"  latency {'n/a' if lat is None else f'{lat:.1f} us'}")
+        if at_hand[0]["label"] != label or not at_hand[0]["open"]:
+            stage_over()
+            at_hand[0] = new_bar(label, total)
+        bar = at_hand[0]["bar"]
         if not bar.live.is_started:
             bar.start()
-        lat = info.get("latency_us")
-        bar.update(task, completed=step, info=f"loss {info['train_mse']:.3g}  best val {_fmt_mse(info.get('best_val_mse'))}"
-                                              f"  latency {'n/a' if lat is None else f'{lat:.1f} us'}")
+        bar.update(at_hand[0]["task"], completed=step, total=total, info=text)
+
+    def stage_over() -> None:
+        if at_hand[0]["bar"].live.is_started:
+            at_hand[0]["bar"].stop()
+        at_hand[0]["open"] = False  # what reports next starts a bar of its own
 
     def stage(text: str) -> None:
-        if bar.live.is_started:
-            bar.stop()
+        stage_over()
         _say(text)
 
     try:
         yield report, stage
     finally:
-        if bar.live.is_started:
-            bar.stop()
+        stage_over()
 
 
 def print_budgets_missed(result: SearchResult, target: str, budget_us: float | None, budget_bytes: float | None) -> None:

@@ -15,6 +15,7 @@ are re-exported here, where the CLI, the benchmarks and the tests import them.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -653,6 +654,37 @@ def run_search(
                    classification={name: class_figures(model, x, y) for name, (x, y) in splits.items()})
 
 
+class FitCounter:
+    """Fine-tuning's progress for run_search's `progress` callback: pieces of fitting done of those expected, and
+    the best validation MSE so far (scaled target), counted from whichever thread fitted the piece. Reported from
+    `expect` on: the helpers start fitting while the latent search still reports its own progress."""
+
+    def __init__(self, progress: Callable[[int, int, dict[str, Any]], None] | None) -> None:
+        self._expected: int | None = None
+        self._done, self._best = 0, math.inf
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def expect(self, count: int) -> None:
+        """Start reporting, `count` pieces in all."""
+        with self._lock:
+            self._expected = count
+            self._report()
+
+    def count(self, trials: list[Trial]) -> list[Trial]:
+        """Count a fitted piece (its trials, returned as they are)."""
+        with self._lock:
+            self._done += 1
+            self._best = min([self._best, *(t.val_mse for t in trials)])
+            self._report()
+        return trials
+
+    def _report(self) -> None:
+        if self._progress is not None and self._expected is not None:
+            self._progress(self._done, max(self._expected, self._done),
+                           {"stage": "fine-tune", "best_val_mse": None if math.isinf(self._best) else self._best})
+
+
 def _fitter_for_size(problem: Problem) -> tuple[Problem, tuple[str, ...]]:
     """The problem with --fitter auto resolved to adam where its largest network is too large for
     Levenberg-Marquardt (SearchSettings.lm_max_params), and a note saying so; unchanged otherwise."""
@@ -705,6 +737,7 @@ def _search(
                  and settings.fitter_for(len(problem.x_train)) == "lm")
     polish_note: tuple[str, ...] = ()
     polished: list[Trial] = []
+    counter = FitCounter(progress)
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
@@ -715,7 +748,7 @@ def _search(
             piece_runner([*pieces, partial(fit_start, fitting)], jobs - 1,
                          processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
-        helpers = [background.submit(queue.drain, remote) for _ in range(jobs - 1)]
+        helpers = [background.submit(queue.drain, lambda index: counter.count(remote(index))) for _ in range(jobs - 1)]
         try:
             run = _search_latents(problem, progress)
             timings["search_s"] = time.perf_counter() - t0
@@ -727,8 +760,9 @@ def _search(
             if stage is not None:
                 stage(_finetune_stage_message(pool, settings, len(problem.x_train),
                                               dataset.n_rows if cross_validation else None))
-            trials = [fit_entry(entry) for entry in searched]
-            queue.drain(lambda index: pieces[index]())
+            counter.expect(len(searched) + len(pieces))
+            trials = [counter.count([fit_entry(entry)])[0] for entry in searched]
+            queue.drain(lambda index: counter.count(pieces[index]()))
             for helper in helpers:
                 helper.result()  # a helper's exception surfaces here
             trials += [t for piece_trials in queue.results for t in piece_trials]

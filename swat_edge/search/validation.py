@@ -97,7 +97,8 @@ def _fitted(fit_entry: Callable[[PoolEntry], Trial], entry: PoolEntry) -> list[T
 
 def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: list[PoolEntry]) -> list[Trial]:
     short = replace(problem.settings.fit, max_iterations=problem.settings.dense_reference_screen_iterations)
-    screened = [fit_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, x_val=problem.x_val,
+    rows = lm_rows(len(problem.x_train), problem.settings)  # the rows every fit of the search fits on
+    screened = [fit_levenberg_marquardt(entry.model, problem.x_train[rows], problem.y_train[rows], x_val=problem.x_val,
                                         y_val=problem.y_val, settings=short) for entry in rest]
     ranked = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))
     best = ranked[:problem.settings.dense_reference_screened_best]

@@ -189,7 +189,17 @@ def test_same_data_settings_and_seed_give_the_same_model_bit_for_bit(tiny):
     data = _dataset(seed=2)
     first = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST)
     # references fitted by worker processes while the latent search runs: every candidate is the same
-    second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, jobs=3)
+    reports = []
+    second = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=FAST, jobs=3,
+                        progress=lambda done, total, info: reports.append((done, total, info)))
+    # fine-tuning's progress follows the latent search's, counts every piece once, in order, whichever thread
+    # fitted it, and ends at the best validation MSE of all candidates
+    stages = [info.get("stage", "search") for _, _, info in reports]
+    fitting = [(done, total, info) for done, total, info in reports if info.get("stage") == "fine-tune"]
+    assert stages == sorted(stages, key=lambda name: name == "fine-tune") and fitting
+    total = fitting[-1][1]
+    assert [done for done, _, _ in fitting] == list(range(fitting[0][0], total + 1))
+    assert fitting[-1][2]["best_val_mse"] == min(c.finetuned_val_mse for c in second.candidates)
     assert model_to_bytes(first.model) == model_to_bytes(second.model)
     assert [model_to_bytes(m) for m in first.candidate_models] == [model_to_bytes(m) for m in second.candidate_models]
     assert [c.origin for c in first.candidates] == [c.origin for c in second.candidates]

@@ -102,6 +102,35 @@ def test_fitter_is_chosen_by_rows_and_can_be_forced() -> None:
         dataclasses.replace(settings, fitter="sgd").fitter_for(10)
 
 
+def test_levenberg_marquardt_fits_on_a_seeded_sample_of_at_most_lm_max_rows_rows() -> None:
+    from swat_edge.model import random_model
+    from swat_edge.search.fit import fit_levenberg_marquardt
+    from swat_edge.search.validation import fit_candidate, lm_rows
+
+    settings = SearchSettings(lm_max_rows=300, fit=dataclasses.replace(SearchSettings().fit, max_iterations=20))
+    assert lm_rows(300, settings) == slice(None)
+    rows = lm_rows(1000, settings)
+    assert len(rows) == 300 and len(set(rows)) == 300 and np.all(np.diff(rows) > 0) and rows.max() < 1000
+    np.testing.assert_array_equal(rows, lm_rows(1000, settings))  # the same sample for every network of a search
+    assert not np.array_equal(rows, lm_rows(1000, dataclasses.replace(settings, seed=1)))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(1200, 2))
+    y = (np.sin(2 * x[:, 0]) * x[:, 1])[:, None]
+    start = random_model((2, 4, 1), activations="tanh", per_layer=True, seed=1, normalization=False)
+    sampled, _ = fit_candidate(start, x[:1000], y[:1000], x[1000:], y[1000:], settings)
+    oracle = fit_levenberg_marquardt(start, x[rows], y[rows], x_val=x[1000:], y_val=y[1000:], settings=settings.fit)
+    every = fit_levenberg_marquardt(start, x[:1000], y[:1000], x_val=x[1000:], y_val=y[1000:], settings=settings.fit)
+    for a, b, c in zip(sampled.layers, oracle.model.layers, every.model.layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    assert any(not np.array_equal(a.weight, c.weight) for a, c in zip(sampled.layers, every.model.layers))
+    with pytest.raises(UsageError, match="lm_max_rows 0: give 1 or more"):
+        SearchSettings(lm_max_rows=0).check()
+    from swat_edge.search.run import _finetune_stage_message
+
+    assert "(Levenberg-Marquardt, a random 300 of the 1000 training rows," in _finetune_stage_message([], settings, 1000)
+    assert "(Levenberg-Marquardt, full batch of 300 rows," in _finetune_stage_message([], settings, 300)
+
+
 def test_levenberg_marquardt_beats_adam_on_a_smooth_target() -> None:
     # The reason LM is the default fitter: from the same start on a smooth target it ends far more accurate than
     # the Adam schedule it replaced (2,000 steps, cosine learning rate, best validation iterate).
