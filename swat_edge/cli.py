@@ -208,6 +208,7 @@ def search_command(
     task: str = typer.Option("auto", "--task", help="regress, classify, or auto: classify a target of text labels, or of at most 10 integer values with 5+ rows each on average (said in the output)."),
     inputs: str = typer.Option("auto", "--inputs", help="More features than the embedding takes (8): select (forward selection), project (partial least squares), or auto: whichever of the two carries more of the target on the validation rows (a cubic least-squares fit on each); the model takes all features either way."),
     missing: str = typer.Option("error", "--missing", help="Empty cells: error, drop (the rows), or median (fill features with the training median; the exported model does the same)."),
+    outliers: str = typer.Option("error", "--outliers", help="A feature or target value more than 100 times the range of its column's middle 98% of rows beyond it (scaling would squeeze the other rows): error (naming the row), drop (the rows), or keep."),
     test: Optional[Path] = typer.Option(None, "--test", help="Test data with the same columns: only evaluated, never used to choose."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<timestamp>)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out folder."),
@@ -242,7 +243,7 @@ def search_command(
     budget_bytes = parse_size_bytes(size_budget) if size_budget else None
     run_dir = check_run_dir(out, force=force) if out is not None else default_run_dir(RUNS_DIR)
     dataset, test_set = load_train_and_test(data, test, target_cols=target_col, features=features, missing=missing,
-                                            task=task)
+                                            task=task, outliers=outliers)
 
     from .search import load_embedding, set_torch_threads  # imports torch (MissingExtraError without it)
     from .search.latent import family_param_count

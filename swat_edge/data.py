@@ -21,6 +21,8 @@ __all__ = [
     "model_rows",
     "Dataset",
     "MISSING_POLICIES",
+    "OUTLIER_POLICIES",
+    "gross_outliers",
     "TASKS",
     "load_dataset",
     "load_train_and_test",
@@ -287,6 +289,7 @@ class Dataset:
     # classification: the class names, y holds each row's class index (one target column); () for regression
     classes: tuple[str, ...] = ()
     task_note: str = ""  # how the task was decided, when it was detected
+    outlier_note: str = ""  # rows dropped as gross outliers (--outliers drop)
 
     @property
     def is_classification(self) -> bool:
@@ -313,6 +316,7 @@ def load_dataset(
     input_fill: np.ndarray | None = None,
     task: str = "auto",
     classes: Sequence[str] | None = None,
+    outliers: str = "keep",
 ) -> Dataset:
     """Read a CSV/NPZ and pick targets (default: the last column) and features (default: every other column).
 
@@ -320,6 +324,8 @@ def load_dataset(
     missing (an empty cell or NaN in a chosen column): "error" (a DataError naming the row and column), "drop"
     (drop those rows), or "median" (drop rows with a missing target; fill missing features with the medians of
     this file's rows, or with `input_fill` when given: a test file is filled with the training medians).
+    outliers (gross_outliers in a feature or a regression target): "error" (a DataError naming the first), "drop"
+    (drop those rows, said in outlier_note), or "keep".
     task: "regress", "classify" (one target column of labels: text, or numbers taken as names), or "auto":
     classify when the target holds text, or integers with at most MAX_DETECTED_CLASSES distinct values and
     DETECTED_ROWS_PER_CLASS rows per value on average (said in task_note). `classes` fixes the class names (a test file takes the training file's; an unknown label is an
@@ -346,6 +352,8 @@ def load_dataset(
             raise DataError(table.path, f"{role} column {seen[0]!r} is named twice; name each column once")
     if missing not in MISSING_POLICIES:
         raise UsageError(f"--missing {missing}: use {', '.join(MISSING_POLICIES)}")
+    if outliers not in OUTLIER_POLICIES:
+        raise UsageError(f"--outliers {outliers}: use {', '.join(OUTLIER_POLICIES)}")
     strict = missing == "error"
     found, task_note = _classes_of(table, targets, task, classes)
     # a missing target is the likelier mistake: checked first
@@ -354,9 +362,72 @@ def load_dataset(
     else:
         y = _class_indices(table, targets[0], found, strict)
     x = select_columns(table, chosen, role="feature", finite=strict, fix=_MISSING_FIX)
+    x, y, outlier_note = _handle_outliers(table.path, x, y, tuple(chosen), () if found else tuple(targets), outliers)
     x, y, fill, note = _handle_missing(table.path, x, y, tuple(chosen), missing, input_fill)
     digest = hashlib.sha256(Path(table.path).read_bytes()).hexdigest()
-    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest, fill, note, found or (), task_note)
+    return Dataset(table.path, x, y, tuple(chosen), tuple(targets), digest, fill, note, found or (), task_note,
+                   outlier_note)
+
+
+# How far beyond the middle rows of its column a value is a gross outlier, in multiples of their range: scaled to
+# [-1, 1] with such a value, the other rows share less than 1% of the range (and an MSE fit bends to it)
+OUTLIER_SPREADS = 100.0
+# ... and only a few such values in a column: more of them make a heavy tail the data has (CORNN's easom: a spike
+# on 1.3% of its rows), not glitches
+OUTLIER_MAX_SHARE, OUTLIER_MAX_ROWS = 0.005, 3
+OUTLIER_POLICIES = ("error", "drop", "keep")
+
+
+def _middle_range(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per column: the quantiles that leave out the 1% of rows at each end, and at least 2 rows."""
+    tail = max(0.01, 2.0 / max(len(values), 1))
+    low, high = np.nanquantile(values, [tail, 1.0 - tail], axis=0)
+    return low, high
+
+
+def gross_outliers(values: np.ndarray) -> np.ndarray:
+    """(rows, columns) bool: values more than OUTLIER_SPREADS times the range of their column's middle rows
+    (_middle_range) beyond it, in a column with at most max(OUTLIER_MAX_ROWS, OUTLIER_MAX_SHARE x rows) of them. A
+    column whose middle rows all hold one value (an indicator, a sparse count) has no outliers: its few other
+    values are what it says. NaN is no outlier."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 4:
+        return np.zeros(values.shape, dtype=bool)
+    low, high = _middle_range(values)
+    spread = high - low
+    with np.errstate(invalid="ignore"):
+        beyond = np.maximum(low - values, values - high)
+        hits = (spread > 0) & (beyond > OUTLIER_SPREADS * spread)
+    few = hits.sum(axis=0) <= max(OUTLIER_MAX_ROWS, OUTLIER_MAX_SHARE * len(values))
+    return hits & few
+
+
+def _handle_outliers(path: str, x: np.ndarray, y: np.ndarray, features: tuple[str, ...], targets: tuple[str, ...],
+                     policy: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(x, y, note) after the outlier policy (see load_dataset); targets names the columns of y to check (none for
+    class indices)."""
+    if policy == "keep":
+        return x, y, ""
+    block = np.hstack([x, y[:, : len(targets)]]) if targets else x
+    hits = gross_outliers(block)
+    if not hits.any():
+        return x, y, ""
+    names = (*features, *targets)
+    if policy == "error":
+        row, col = np.argwhere(hits)[0]
+        low, high = _middle_range(block[:, [col]])
+        spread = float(high[0] - low[0])
+        value = float(block[row, col])
+        times = max(float(low[0]) - value, value - float(high[0])) / spread
+        raise DataError(path, f"{value:g} is a gross outlier: {times:.3g} times the range of the column's middle "
+                              f"rows ({float(low[0]):g} to {float(high[0]):g}) beyond it; scaled to [-1, 1] with it, "
+                              "the other rows would share under 1% of the range (fix or drop the row, or search "
+                              "with --outliers drop|keep)", row=int(row) + 1, column=names[col])
+    drop = hits.any(axis=1)
+    columns = [n for n, hit in zip(names, hits.any(axis=0)) if hit]
+    note = (f"dropped {int(drop.sum())} of {len(x)} rows with a gross outlier (more than {OUTLIER_SPREADS:g} times "
+            f"the range of its column's middle rows beyond it) in {', '.join(columns)}")
+    return x[~drop], y[~drop], note
 
 
 def _label_cells(table: Table, name: str) -> list[str]:
@@ -424,11 +495,13 @@ def _class_indices(table: Table, name: str, classes: tuple[str, ...], strict: bo
 
 def load_train_and_test(
     data: str | os.PathLike, test: str | os.PathLike | None, *, target_cols: str | Sequence[str] | None = None,
-    features: str | Sequence[str] | None = None, missing: str = "error", task: str = "auto",
+    features: str | Sequence[str] | None = None, missing: str = "error", task: str = "auto", outliers: str = "error",
 ) -> tuple[Dataset, Dataset | None]:
     """The training file and an optional test file with the same columns and missing-value policy; under
-    "median" the test file's missing features get the training medians, as the deployed model does."""
-    dataset = load_dataset(data, target_cols=target_cols, features=features, missing=missing, task=task)
+    "median" the test file's missing features get the training medians, as the deployed model does. The outlier
+    policy applies to the training file: test rows are only evaluated, whatever they hold."""
+    dataset = load_dataset(data, target_cols=target_cols, features=features, missing=missing, task=task,
+                           outliers=outliers)
     if test is None:
         return dataset, None
     return dataset, load_dataset(test, target_cols=list(dataset.target_names), features=list(dataset.feature_names),

@@ -204,6 +204,8 @@ def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Emb
          f"{starts} starts, {steps} steps; embedding {embedding.source} ({embedding.steps} training steps)")
     if dataset.missing_note:
         stdout.print(f"missing values: {dataset.missing_note}", markup=False, soft_wrap=True)
+    if dataset.outlier_note:
+        stdout.print(f"outliers: {dataset.outlier_note}", markup=False, soft_wrap=True)
     if dataset.is_classification:
         counts = [int((dataset.y[:, 0] == k).sum()) for k in range(len(dataset.classes))]
         how = f" ({dataset.task_note})" if dataset.task_note else ""

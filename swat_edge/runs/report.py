@@ -146,6 +146,7 @@ def build_card(
                 "fill": None if dataset.input_fill is None else dict(zip(dataset.feature_names,
                                                                          map(float, dataset.input_fill))),
             },
+            "outliers_dropped": dataset.outlier_note or None,
             "input_columns": list(dataset.feature_names),
             "input_stage": result.input_stage,
         },

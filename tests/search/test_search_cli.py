@@ -214,6 +214,9 @@ def _bad_embedding(tmp_path):
     [
         ("inputs", 2, r"--inputs pca: use auto, select or project"),
         ("missing-policy", 2, r"--missing sometimes: use error, drop, median"),
+        ("outlier-policy", 2, r"--outliers clip: use error, drop, keep"),
+        ("outlier", 1, r"d.csv row 3, column 'y': 1e\+06 is a gross outlier: .* \(fix or drop the row, or search with "
+                       r"--outliers drop\|keep\)"),
         ("nan", 1, r"d.csv row 3, column 'b': empty cell or NaN; values must be finite"),
         ("text", 1, r"d.csv row 2, column 'a': 'abc' is not a number"),
         ("rows", 1, r"d.csv: has 10 rows; the search needs at least 20"),
@@ -237,6 +240,10 @@ def test_bad_input_is_one_line_with_an_exit_code(case, code, message, tiny_run, 
         extra = ["--inputs", "pca"]
     elif case == "missing-policy":
         extra = ["--missing", "sometimes"]
+    elif case == "outlier-policy":
+        extra = ["--outliers", "clip"]
+    elif case == "outlier":
+        data.write_text("a,b,y\n1,2,3\n2,3,4\n3,4,1e6\n" + "".join(f"{i},{i},{i}\n" for i in range(40)))
     elif case == "nan":
         data.write_text("a,b,y\n1,2,3\n2,3,4\n3,,5\n" + "".join(f"{i},{i},{i}\n" for i in range(40)))
     elif case == "text":
