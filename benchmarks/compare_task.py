@@ -485,7 +485,7 @@ def run_task(task: Task, seed: int, protocol: Protocol, embedding: Any, untraine
         "validation_sha256": split.validation_sha256,
         "test_variance": float(np.var(task.y_test)),
         "constant_test_mse": float(np.mean((np.mean(split.y_train) - task.y_test) ** 2)),
-        "care": {"fitter": settings.fitter_for(len(split.x_train)), "fit": asdict(settings.fit),
+        "care": {"fitter": settings.fitter_for(), "fit": asdict(settings.fit),
                  "restarts": restarts, "split": "the search's (validation_sha256)"},
         "search": searches, "random_budget_s": random_budget, "methods": methods,
         "ablation": {"target": protocol.ablation_target, "trained_decoder": trained_decoder,

@@ -120,13 +120,13 @@ def test_below_the_cross_validation_limit_every_restart_is_scored_by_the_searchs
     assert trained.val_mse != pytest.approx(in_sample, rel=1e-6)
 
 
-def test_beyond_the_full_batch_limit_the_baselines_switch_to_adam_like_the_search(monkeypatch):
+def test_with_adam_the_baselines_fit_like_the_search(monkeypatch):
     from swat_edge.search import validation as latent  # Adam's fine_tune as the search (and every baseline) calls it
     from swat_edge.search.run import SearchSettings
 
     task = _toy_task()
-    settings = SearchSettings(full_batch_max_rows=10, finetune_steps=7)
-    assert settings.fitter_for(320) == "adam"
+    settings = SearchSettings(fitter="adam", finetune_steps=7)
+    assert settings.fitter_for() == "adam"
     seen = {}
 
     def spy(model, x_train, y_train, **kwargs):

@@ -98,19 +98,19 @@ class SearchSettings:
     # also fine-tune each of those networks projected onto one activation per layer (mixed layers cost a Split,
     # one node per activation and a Concat on onnxruntime); the objective, latency term included, chooses
     single_activation_candidates: bool = True
-    # "auto": full-batch Levenberg-Marquardt (fit.py) up to full_batch_max_rows training rows, mini-batch Adam
+    # "auto": Levenberg-Marquardt (fit.py) for networks of up to lm_max_params free parameters, mini-batch Adam
     # beyond; "lm" or "adam" force one. LM reached 1e-3 to 1e-5x Adam's validation MSE on smooth CORNN tasks.
     fitter: str = "auto"
-    full_batch_max_rows: int = 200_000
-    # ... and networks of up to this many free parameters: LM solves J^T J of their count squared per iteration
-    # (a 200-8-8-8-1 tanh, 1,689 parameters on 2,400 rows: 0.56 s per iteration against 0.02 s for 249
-    # parameters). Beyond it "auto" fits with Adam. A wide first layer counts as fitted (FitSettings.
-    # max_first_layer_weights: within the span of its columns), so with the input stage this takes many targets.
+    # LM solves J^T J of the parameters' count squared per iteration (a 200-8-8-8-1 tanh, 1,689 parameters on
+    # 2,400 rows: 0.56 s per iteration against 0.02 s for 249 parameters). A wide first layer counts as fitted
+    # (FitSettings.max_first_layer_weights: within the span of its columns), so with the input stage this takes
+    # many targets.
     lm_max_params: int = 1000
-    # Levenberg-Marquardt fits on at most this many training rows, beyond it on that many drawn at random (the same
-    # for every network; validation uses all its rows): an iteration costs rows x parameters^2, and networks of a
-    # few hundred parameters gain nothing measurable from more rows (benchmarks/large_data.py)
-    lm_max_rows: int = 20_000
+    # LM fits on at most this many training rows and stops early on at most this many validation rows, beyond it
+    # on that many drawn at random (the same for every network; the candidates are then scored on every validation
+    # row): an iteration costs rows x parameters^2. On 200,000 training rows a search took 105 s instead of 476 s,
+    # and Adam on every row ended 100x less accurate (benchmarks/large_data.py).
+    lm_max_rows: int = 50_000
     fit: FitSettings = FitSettings()
     finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
     finetune_final_lr: float = 0.0005
@@ -193,7 +193,7 @@ class SearchSettings:
 
     def check(self) -> "SearchSettings":
         """Refuse settings no search can run with (UsageError naming the flag), before any work."""
-        self.fitter_for(0)
+        self.fitter_for()
         if self.lm_max_rows < 1:
             raise UsageError(f"lm_max_rows {self.lm_max_rows}: give 1 or more")
         if self.choice not in ("budget-first", "weighted"):
@@ -209,14 +209,13 @@ class SearchSettings:
             raise UsageError(f"--inputs {self.inputs}: use auto, {' or '.join(INPUT_METHODS)}")
         return self
 
-    def fitter_for(self, train_rows: int, largest_params: int = 0) -> str:
-        """"lm" or "adam": what fine-tunes the candidates on this many training rows when the largest network
-        has largest_params free parameters."""
+    def fitter_for(self, largest_params: int = 0) -> str:
+        """"lm" or "adam": what fine-tunes the candidates when the largest network has largest_params free
+        parameters (any number of rows: Levenberg-Marquardt fits on at most lm_max_rows of them)."""
         if self.fitter not in ("auto", "lm", "adam"):
             raise UsageError(f"--fitter {self.fitter}: use auto, lm or adam")
         if self.fitter == "auto":
-            small = train_rows <= self.full_batch_max_rows and largest_params <= self.lm_max_params
-            return "lm" if small else "adam"
+            return "lm" if largest_params <= self.lm_max_params else "adam"
         return self.fitter
 
 
@@ -516,7 +515,7 @@ def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, tra
         else "linear"
         for e in pool if e.origin != "search"))
     if any(e.origin == "dense" for e in pool):
-        if screens(settings, train_rows, cross_validation_rows):
+        if screens(settings, cross_validation_rows):
             extra = settings.dense_reference_screened_starts - settings.dense_reference_screened_plain
             references.append(f"{settings.dense_reference_screened_plain} starts each and the best "
                               f"{settings.dense_reference_screened_best} of {extra} more after "
@@ -526,7 +525,7 @@ def _finetune_stage_message(pool: list[PoolEntry], settings: SearchSettings, tra
     if cross_validation_rows is not None:
         how = (f"Levenberg-Marquardt, {settings.cross_validation_folds}-fold cross-validation over all "
                f"{cross_validation_rows} rows, then refitted on all of them")
-    elif settings.fitter_for(train_rows) == "lm":
+    elif settings.fitter_for() == "lm":
         fitted_rows = (f"full batch of {train_rows} rows" if train_rows <= settings.lm_max_rows else
                        f"a random {settings.lm_max_rows} of the {train_rows} training rows")
         how = f"Levenberg-Marquardt, {fitted_rows}, up to {settings.fit.max_iterations} iterations each"
@@ -688,9 +687,9 @@ class FitCounter:
 def _fitter_for_size(problem: Problem) -> tuple[Problem, tuple[str, ...]]:
     """The problem with --fitter auto resolved to adam where its largest network is too large for
     Levenberg-Marquardt (SearchSettings.lm_max_params), and a note saying so; unchanged otherwise."""
-    settings, rows = problem.settings, len(problem.x_train)
+    settings = problem.settings
     largest = largest_network_params(problem)
-    if settings.fitter != "auto" or settings.fitter_for(rows, largest) == settings.fitter_for(rows):
+    if settings.fitter != "auto" or settings.fitter_for(largest) == settings.fitter_for():
         return problem, ()
     note = (f"fine-tuned with Adam: the largest network has {largest} free parameters, more than "
             f"Levenberg-Marquardt takes ({settings.lm_max_params})")
@@ -727,14 +726,14 @@ def _search(
     fit_entry = partial(_cross_validated_entry if cross_validation else _fine_tune_entry, fitting)
     split_rows = {"train": len(problem.prep.train), "validation": len(problem.prep.val),
                   "test": 0 if test is None else test.n_rows}
-    screen = screens(settings, len(problem.x_train), dataset.n_rows if cross_validation else None)
+    screen = screens(settings, dataset.n_rows if cross_validation else None)
     references = _reference_pool(problem, settings.dense_reference_screened_starts if screen
                                  else settings.dense_reference_restarts)
     pieces = [piece for group in reference_groups(references)
               for piece in reference_pieces(fitting, fit_entry, group, screen=screen)]
     queue = WorkQueue(len(pieces))
     polishing = (settings.polish_rounds > 0 and not cross_validation
-                 and settings.fitter_for(len(problem.x_train)) == "lm")
+                 and settings.fitter_for() == "lm")
     polish_note: tuple[str, ...] = ()
     polished: list[Trial] = []
     counter = FitCounter(progress)
@@ -746,7 +745,7 @@ def _search(
     # polishing refits (the piece after the references: fit_start on a start handed over).
     with threadpool_limits(limits=1, user_api="blas"), \
             piece_runner([*pieces, partial(fit_start, fitting)], jobs - 1,
-                         processes=settings.fitter_for(len(problem.x_train)) == "lm") as remote, \
+                         processes=settings.fitter_for() == "lm") as remote, \
             ThreadPoolExecutor(max_workers=max(jobs - 1, 1)) as background:
         helpers = [background.submit(queue.drain, lambda index: counter.count(remote(index))) for _ in range(jobs - 1)]
         try:

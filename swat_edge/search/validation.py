@@ -28,10 +28,9 @@ def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_
     """One network fine-tuned as the search fine-tunes every candidate: the fitter `settings.fitter_for` picks for
     this many rows, early-stopped on (x_val, y_val), the best iterate kept. Returns the model and its (step,
     validation MSE in raw units) history. Baselines that must get the same care call this."""
-    if settings.fitter_for(len(x_train)) == "lm":
-        rows = lm_rows(len(x_train), settings)
-        fitted = fit_levenberg_marquardt(model, x_train[rows], y_train[rows], x_val=x_val, y_val=y_val,
-                                         settings=settings.fit)
+    if settings.fitter_for() == "lm":
+        (x_fit, y_fit), (x_check, y_check) = lm_sample(x_train, y_train, settings), lm_sample(x_val, y_val, settings)
+        fitted = fit_levenberg_marquardt(model, x_fit, y_fit, x_val=x_check, y_val=y_check, settings=settings.fit)
         return fitted.model, fitted.history
     history: list[tuple[int, float]] = []
     tuned = fine_tune(model, x_train, y_train, x_val=x_val, y_val=y_val, steps=settings.finetune_steps,
@@ -41,12 +40,19 @@ def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_
     return tuned, tuple(history)
 
 
-def lm_rows(train_rows: int, settings: SearchSettings) -> np.ndarray | slice:
-    """The training rows Levenberg-Marquardt fits on: all of them up to SearchSettings.lm_max_rows, beyond it that
-    many drawn at random, the same for every network of a search (seeded by SearchSettings.seed), in file order."""
-    if train_rows <= settings.lm_max_rows:
-        return slice(None)
-    return np.sort(np.random.default_rng(settings.seed).permutation(train_rows)[: settings.lm_max_rows])
+def lm_rows(rows: int, settings: SearchSettings) -> np.ndarray | None:
+    """Which of `rows` training rows Levenberg-Marquardt fits on (or validation rows it stops on): None (all of them)
+    up to SearchSettings.lm_max_rows, beyond it that many drawn at random, the same for every network of a search
+    (seeded by SearchSettings.seed), in file order."""
+    if rows <= settings.lm_max_rows:
+        return None
+    return np.sort(np.random.default_rng(settings.seed).permutation(rows)[: settings.lm_max_rows])
+
+
+def lm_sample(x: np.ndarray, y: np.ndarray, settings: SearchSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) on lm_rows' rows: the arrays themselves when that is all of them."""
+    rows = lm_rows(len(x), settings)
+    return (x, y) if rows is None else (x[rows], y[rows])
 
 
 def _trial(problem: Problem, entry: PoolEntry, tuned: SparseMLP, val_scaled: float,
@@ -69,11 +75,11 @@ def _fine_tune_entry(problem: Problem, entry: PoolEntry) -> Trial:
     return _trial(problem, entry, *fit_start(problem, entry.model))
 
 
-def screens(settings: SearchSettings, train_rows: int, cross_validation_rows: int | None = None) -> bool:
+def screens(settings: SearchSettings, cross_validation_rows: int | None = None) -> bool:
     """Whether the dense references' starts are screened (SearchSettings.dense_reference_screened_starts): on the
     holdout split with Levenberg-Marquardt only."""
     return (settings.dense_reference_screened_starts > settings.dense_reference_screened_plain
-            and cross_validation_rows is None and settings.fitter_for(train_rows) == "lm")
+            and cross_validation_rows is None and settings.fitter_for() == "lm")
 
 
 def reference_pieces(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], group: list[PoolEntry],
@@ -97,9 +103,11 @@ def _fitted(fit_entry: Callable[[PoolEntry], Trial], entry: PoolEntry) -> list[T
 
 def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: list[PoolEntry]) -> list[Trial]:
     short = replace(problem.settings.fit, max_iterations=problem.settings.dense_reference_screen_iterations)
-    rows = lm_rows(len(problem.x_train), problem.settings)  # the rows every fit of the search fits on
-    screened = [fit_levenberg_marquardt(entry.model, problem.x_train[rows], problem.y_train[rows], x_val=problem.x_val,
-                                        y_val=problem.y_val, settings=short) for entry in rest]
+    # the rows every fit of the search fits on and stops on
+    x_fit, y_fit = lm_sample(problem.x_train, problem.y_train, problem.settings)
+    x_check, y_check = lm_sample(problem.x_val, problem.y_val, problem.settings)
+    screened = [fit_levenberg_marquardt(entry.model, x_fit, y_fit, x_val=x_check, y_val=y_check, settings=short)
+                for entry in rest]
     ranked = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))
     best = ranked[:problem.settings.dense_reference_screened_best]
     return [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)]
@@ -107,7 +115,7 @@ def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: l
 
 def uses_cross_validation(settings: SearchSettings, rows: int) -> bool:
     """Whether a search over `rows` rows (training file) scores its candidates by cross-validation."""
-    return rows < settings.cross_validation_below_rows and settings.fitter_for(rows) == "lm"
+    return rows < settings.cross_validation_below_rows and settings.fitter_for() == "lm"
 
 
 def _fold_count(rows: int, folds: int) -> int:

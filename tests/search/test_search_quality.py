@@ -1,5 +1,5 @@
 """What the search's answer must never be worse than: a straight line on validation (the linear candidate), and
-the fitter it chooses (Levenberg-Marquardt up to full_batch_max_rows, Adam beyond)."""
+the fitter it chooses (Levenberg-Marquardt up to lm_max_params free parameters, Adam beyond)."""
 import dataclasses
 
 import numpy as np
@@ -94,12 +94,14 @@ def test_the_linear_candidate_is_the_least_squares_line(tiny) -> None:
         assert not result.model.hidden
 
 
-def test_fitter_is_chosen_by_rows_and_can_be_forced() -> None:
+def test_fitter_is_chosen_by_network_size_and_can_be_forced() -> None:
     settings = SearchSettings()
-    assert settings.fitter_for(1000) == "lm" and settings.fitter_for(10**6) == "adam"
-    assert dataclasses.replace(settings, fitter="adam").fitter_for(10) == "adam"
+    assert settings.fitter_for() == "lm" and settings.fitter_for(settings.lm_max_params) == "lm"
+    assert settings.fitter_for(settings.lm_max_params + 1) == "adam"
+    assert dataclasses.replace(settings, fitter="adam").fitter_for() == "adam"
+    assert dataclasses.replace(settings, fitter="lm").fitter_for(10**6) == "lm"
     with pytest.raises(UsageError, match="--fitter sgd: use auto, lm or adam"):
-        dataclasses.replace(settings, fitter="sgd").fitter_for(10)
+        dataclasses.replace(settings, fitter="sgd").fitter_for()
 
 
 def test_levenberg_marquardt_fits_on_a_seeded_sample_of_at_most_lm_max_rows_rows() -> None:
@@ -108,18 +110,21 @@ def test_levenberg_marquardt_fits_on_a_seeded_sample_of_at_most_lm_max_rows_rows
     from swat_edge.search.validation import fit_candidate, lm_rows
 
     settings = SearchSettings(lm_max_rows=300, fit=dataclasses.replace(SearchSettings().fit, max_iterations=20))
-    assert lm_rows(300, settings) == slice(None)
+    assert lm_rows(300, settings) is None
     rows = lm_rows(1000, settings)
     assert len(rows) == 300 and len(set(rows)) == 300 and np.all(np.diff(rows) > 0) and rows.max() < 1000
     np.testing.assert_array_equal(rows, lm_rows(1000, settings))  # the same sample for every network of a search
     assert not np.array_equal(rows, lm_rows(1000, dataclasses.replace(settings, seed=1)))
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(1200, 2))
+    x = rng.uniform(-1, 1, size=(1400, 2))
     y = (np.sin(2 * x[:, 0]) * x[:, 1])[:, None]
+    x_val, y_val = x[1000:], y[1000:]  # 400 validation rows: early stopping checks a sample of 300 of them too
+    check = lm_rows(400, settings)
     start = random_model((2, 4, 1), activations="tanh", per_layer=True, seed=1, normalization=False)
-    sampled, _ = fit_candidate(start, x[:1000], y[:1000], x[1000:], y[1000:], settings)
-    oracle = fit_levenberg_marquardt(start, x[rows], y[rows], x_val=x[1000:], y_val=y[1000:], settings=settings.fit)
-    every = fit_levenberg_marquardt(start, x[:1000], y[:1000], x_val=x[1000:], y_val=y[1000:], settings=settings.fit)
+    sampled, _ = fit_candidate(start, x[:1000], y[:1000], x_val, y_val, settings)
+    oracle = fit_levenberg_marquardt(start, x[rows], y[rows], x_val=x_val[check], y_val=y_val[check],
+                                     settings=settings.fit)
+    every = fit_levenberg_marquardt(start, x[:1000], y[:1000], x_val=x_val, y_val=y_val, settings=settings.fit)
     for a, b, c in zip(sampled.layers, oracle.model.layers, every.model.layers):
         np.testing.assert_array_equal(a.weight, b.weight)
     assert any(not np.array_equal(a.weight, c.weight) for a, c in zip(sampled.layers, every.model.layers))
