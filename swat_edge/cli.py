@@ -222,6 +222,7 @@ def search_command(
     steps: int = typer.Option(600, "--steps", min=1, help="Latent-search steps."),
     starts: int = typer.Option(4, "--starts", min=1, help="Random starts per depth (all optimised in one batch)."),
     fitter: str = typer.Option("auto", "--fitter", help="Fine-tuning: lm (Levenberg-Marquardt on up to 50,000 training rows, a random sample of them beyond), adam (mini-batch, every row), or auto: lm unless a network has more than 1,000 free parameters."),
+    fit_rows: int = typer.Option(50_000, "--fit-rows", min=1, help="Levenberg-Marquardt fits on at most this many training rows (and stops early on at most as many validation rows), a random sample of them beyond; more rows cost time in proportion (every row: a number above the file's row count)."),
     finetune_steps: int = typer.Option(2000, "--finetune-steps", min=0, help="Adam fine-tuning steps of each candidate network (with --fitter adam, or auto on networks too large for lm)."),
     validation: float = typer.Option(0.2, "--validation", min=0.01, max=0.9, help="Share of the rows held out for validation."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split, the starts and the mini-batches."),
@@ -254,7 +255,7 @@ def search_command(
     emb = load_embedding(embedding)
     settings = search_settings(steps=steps, starts=starts, latency_weight=latency_weight, validation=validation,
                                tolerance=tolerance, fitter=fitter, finetune_steps=finetune_steps, int8=int8, seed=seed,
-                               inputs=inputs)
+                               inputs=inputs, fit_rows=fit_rows)
     budgets = Budgets(latency_us=budget_us, size_bytes=budget_bytes)
     views.print_search_start(data, dataset, profile.name, emb, starts=starts, steps=steps)
     with views.search_progress(steps) as (report, stage):

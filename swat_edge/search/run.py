@@ -195,7 +195,7 @@ class SearchSettings:
         """Refuse settings no search can run with (UsageError naming the flag), before any work."""
         self.fitter_for()
         if self.lm_max_rows < 1:
-            raise UsageError(f"lm_max_rows {self.lm_max_rows}: give 1 or more")
+            raise UsageError(f"--fit-rows {self.lm_max_rows}: give 1 or more")
         if self.choice not in ("budget-first", "weighted"):
             raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
         if not self.tolerance >= 0.0:
@@ -220,14 +220,15 @@ class SearchSettings:
 
 
 def search_settings(*, steps: int, starts: int, latency_weight: float | None, validation: float, tolerance: float,
-                    fitter: str, finetune_steps: int, int8: bool, seed: int, inputs: str = "auto") -> SearchSettings:
+                    fitter: str, finetune_steps: int, int8: bool, seed: int, inputs: str = "auto",
+                    fit_rows: int = SearchSettings.lm_max_rows) -> SearchSettings:
     """`swat-edge search`'s flags as settings: --latency-weight names a trade-off, so it switches the choice
     from budget-first (--tolerance) to the weighted score; checked before any work."""
     weights = ObjectiveWeights() if latency_weight is None else replace(ObjectiveWeights(), latency=latency_weight)
     return SearchSettings(
         latent=LatentSettings(steps=steps, starts_per_depth=starts), weights=weights, validation_fraction=validation,
         choice="budget-first" if latency_weight is None else "weighted", tolerance=tolerance, fitter=fitter,
-        finetune_steps=finetune_steps, int8=int8, seed=seed, inputs=inputs,
+        finetune_steps=finetune_steps, int8=int8, seed=seed, inputs=inputs, lm_max_rows=fit_rows,
     ).check()
 
 

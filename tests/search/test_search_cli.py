@@ -40,7 +40,8 @@ def searched(tiny_run, tmp_path_factory):
     try:
         with pytest.raises(SystemExit) as exc:
             main(["search", "--data", "train.csv", "--test", "test.csv", "--target", "raspi4", "--embedding",
-                  str(tiny_run), "--latency-budget", "1ms", "--size-budget", "4KB", "--out", "run1", *FAST])
+                  str(tiny_run), "--latency-budget", "1ms", "--size-budget", "4KB", "--fit-rows", "5000", "--out",
+                  "run1", *FAST])
     finally:
         os.chdir(old)
     assert exc.value.code == 0
@@ -75,7 +76,8 @@ def test_card_has_the_figures_the_issue_lists(searched):
     assert card["data"]["input_stage"] is None  # 2 features: no input stage
     assert len(card["embedding"]["weights_sha256"]) == 64 and card["embedding"]["steps"] == 20
     assert card["target"]["name"] == "raspi4" and card["target"]["deployed_dtype"] == "fp32"
-    assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 40
+    assert card["seed"] == 0 and card["settings"]["latent"]["steps"] == 40 and card["settings"]["lm_max_rows"] == 5000
+    assert card["data"]["outliers_dropped"] is None
     assert card["budgets"] == {"latency_us": 1000.0, "size_bytes": 4000.0, "met": True,
                                "checked_on": "predicted fp32 latency at batch 1 and model bytes on raspi4"}
     assert [card["metrics"]["latent_only"][s]["rows"] for s in ("train", "validation", "test")] == [96, 24, 40]

@@ -128,7 +128,7 @@ def test_levenberg_marquardt_fits_on_a_seeded_sample_of_at_most_lm_max_rows_rows
     for a, b, c in zip(sampled.layers, oracle.model.layers, every.model.layers):
         np.testing.assert_array_equal(a.weight, b.weight)
     assert any(not np.array_equal(a.weight, c.weight) for a, c in zip(sampled.layers, every.model.layers))
-    with pytest.raises(UsageError, match="lm_max_rows 0: give 1 or more"):
+    with pytest.raises(UsageError, match="--fit-rows 0: give 1 or more"):
         SearchSettings(lm_max_rows=0).check()
     from swat_edge.search.run import _finetune_stage_message
 
