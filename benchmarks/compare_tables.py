@@ -357,8 +357,8 @@ def _replication_section(rep: dict[str, Any], names: dict[str, str]) -> list[str
 
 
 def _fitters(rows: Sequence[dict[str, Any]]) -> str:
-    """Which fitter trained the rows: Levenberg-Marquardt (full batch) or, beyond the search's full-batch limit, Adam."""
-    names = {"lm": "Levenberg-Marquardt, full batch", "adam": "Adam, mini-batches (beyond the full-batch limit)"}
+    """Which fitter trained the rows: Levenberg-Marquardt (full batch up to the search's row sample) or Adam."""
+    names = {"lm": "Levenberg-Marquardt, full batch", "adam": "Adam, mini-batches (networks too large for LM, or forced)"}
     counts = {f: sum(r["care"]["fitter"] == f for r in rows) for f in names}
     used = [f"{names[f]}{'' if n == len(rows) else f' on {n} rows'}" for f, n in counts.items() if n]
     return "; ".join(used) or "-"

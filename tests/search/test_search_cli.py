@@ -200,7 +200,7 @@ def test_an_unmet_budget_exits_1_with_the_closest_candidate_and_writes_nothing(t
     assert "reachable on raspi4" in out and "linear" in out
     line = err.strip().splitlines()[-1]
     assert line.startswith("FAILED: no candidate met the budgets (latency <= 2 us) on raspi4; closest: depth ")
-    assert "us and " in line and "non-zero parameters" in line and line.endswith("nothing written")
+    assert "us and " in line and "non-zero parameter" in line and line.endswith("nothing written")
     assert not (tmp_path / "r").exists() and not (tmp_path / "runs").exists()
 
 
