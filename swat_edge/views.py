@@ -227,8 +227,8 @@ def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[st
     at_hand = [new_bar("search", steps)]
 
     def report(step: int, total: int, info: dict) -> None:
-        if info.get("stage") == "fine-tune":
-            label, text = "fine-tune", f"best val {_fmt_mse(info.get('best_val_mse'))}"
+        if info.get("stage") in ("fine-tune", "polish"):
+            label, text = info["stage"], f"best val {_fmt_mse(info.get('best_val_mse'))}"
         else:
             lat = info.get("latency_us")
             label = "search"

@@ -474,8 +474,8 @@ def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Tr
 
 
 def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
-                   refit: Callable[[list[SparseMLP]], list[Fitted]]) -> tuple[list[Trial], Trial, list[Trial],
-                                                                              tuple[str, ...]]:
+                   refit: Callable[[list[SparseMLP]], list[Fitted]], counter: FitCounter | None = None
+                   ) -> tuple[list[Trial], Trial, list[Trial], tuple[str, ...]]:
     """The chosen trial and the cheaper ones cheaper_to_polish picks, polished (_polished), and the choice made
     again among all trials (a cheaper network polished to within the tolerance of the best is then chosen). With a
     note saying what polishing did (none when the chosen network is the linear model: no neuron to redraw).
@@ -484,10 +484,20 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
     if not chosen.tuned.hidden:
         return trials, chosen, [], ()
     targets = [chosen, *cheaper_to_polish(trials, chosen, settings.polish_cheaper)]
+    if counter is not None:  # rounds: each a refit of polish_width starts
+        counter.expect(len(targets) * settings.polish_rounds)
+
+        def counted(starts: list[SparseMLP], refit=refit) -> list[Fitted]:
+            results = refit(starts)
+            counter.add(min(val for _, val, _ in results))
+            return results
+        refit = counted
     polished, summaries = {}, []
     for k, trial in enumerate(targets):
         polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k)
         summaries.append(summary)
+    if counter is not None:
+        counter.finish()
     trials = [polished.get(id(t), t) for t in trials]
     rechosen = choose(trials, settings)  # holdout split only: no row errors
     note = f"polished by neuron resampling: the chosen network, {summaries[0]} (scaled target)"
@@ -655,34 +665,44 @@ def run_search(
 
 
 class FitCounter:
-    """Fine-tuning's progress for run_search's `progress` callback: pieces of fitting done of those expected, and
-    the best validation MSE so far (scaled target), counted from whichever thread fitted the piece. Reported from
-    `expect` on: the helpers start fitting while the latent search still reports its own progress."""
+    """Progress of a stage of fits for run_search's `progress` callback: (done, expected, {"stage": stage,
+    "best_val_mse": the best validation MSE so far, scaled target}), counted from whichever thread fitted. Reported
+    from `expect` on: the helpers start fitting while the latent search still reports its own progress."""
 
-    def __init__(self, progress: Callable[[int, int, dict[str, Any]], None] | None) -> None:
+    def __init__(self, progress: Callable[[int, int, dict[str, Any]], None] | None, stage: str) -> None:
         self._expected: int | None = None
         self._done, self._best = 0, math.inf
-        self._progress = progress
+        self._progress, self._stage = progress, stage
         self._lock = threading.Lock()
 
     def expect(self, count: int) -> None:
-        """Start reporting, `count` pieces in all."""
+        """Start reporting, `count` in all."""
         with self._lock:
             self._expected = count
             self._report()
 
-    def count(self, trials: list[Trial]) -> list[Trial]:
-        """Count a fitted piece (its trials, returned as they are)."""
+    def add(self, val_mse: float) -> None:
+        """Count one fit (or round) that reached val_mse."""
         with self._lock:
             self._done += 1
-            self._best = min([self._best, *(t.val_mse for t in trials)])
+            self._best = min(self._best, val_mse)
             self._report()
+
+    def count(self, trials: list[Trial]) -> list[Trial]:
+        """Count a fitted piece (its trials, returned as they are)."""
+        self.add(min((t.val_mse for t in trials), default=math.inf))
         return trials
+
+    def finish(self) -> None:
+        """Done, short of what was expected (polishing stops when rounds keep nothing)."""
+        with self._lock:
+            self._expected = self._done
+            self._report()
 
     def _report(self) -> None:
         if self._progress is not None and self._expected is not None:
             self._progress(self._done, max(self._expected, self._done),
-                           {"stage": "fine-tune", "best_val_mse": None if math.isinf(self._best) else self._best})
+                           {"stage": self._stage, "best_val_mse": None if math.isinf(self._best) else self._best})
 
 
 def _fitter_for_size(problem: Problem) -> tuple[Problem, tuple[str, ...]]:
@@ -737,7 +757,7 @@ def _search(
                  and settings.fitter_for() == "lm")
     polish_note: tuple[str, ...] = ()
     polished: list[Trial] = []
-    counter = FitCounter(progress)
+    counter = FitCounter(progress, "fine-tune")
     t0 = time.perf_counter()
     # The references are fitted by helpers (workers.py) while the latent search (torch) runs, and by this thread
     # too once it has fitted the searched networks; every piece is independent and single-threaded in BLAS (held
@@ -774,7 +794,8 @@ def _search(
                           f"{settings.polish_rounds} rounds of neuron resampling, {settings.polish_width} copies "
                           "each")
                 trials, best_trial, polished, polish_note = _polish_trials(problem, trials, best_trial, partial(
-                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1))
+                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1),
+                    FitCounter(progress, "polish"))
         except BaseException:
             queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
             raise

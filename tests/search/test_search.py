@@ -212,9 +212,16 @@ def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
     stages = []
     plain = run_search(data, embedding=tiny, target=load_target("raspi4"),
                        settings=dataclasses.replace(FAST, polish_rounds=0))
+    reports = []
     polished = run_search(data, embedding=tiny, target=load_target("raspi4"),
-                          settings=dataclasses.replace(FAST, polish_rounds=6), stage=stages.append)
+                          settings=dataclasses.replace(FAST, polish_rounds=6), stage=stages.append,
+                          progress=lambda done, total, info: reports.append((done, total, info)))
     assert any("up to 6 rounds of neuron resampling" in message for message in stages)
+    # polishing's progress: its rounds counted after fine-tuning's fits, ending where they stopped
+    rounds = [(done, total, info["best_val_mse"]) for done, total, info in reports if info.get("stage") == "polish"]
+    assert rounds and reports[-1][2]["stage"] == "polish" and rounds[0][:2] == (0, 6 * sum(
+        c.polished for c in polished.candidates))
+    assert [done for done, _, _ in rounds] == [*range(rounds[-1][0] + 1), rounds[-1][0]] and rounds[-1][1] == rounds[-1][0]
     assert any(note.startswith("polished by neuron resampling:") for note in polished.notes)
     assert not any("neuron resampling" in note for note in plain.notes)
     before, after = plain.chosen, polished.chosen
