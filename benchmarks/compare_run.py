@@ -285,7 +285,6 @@ def run_datasets(script: str, argv: Sequence[str] | None, names: Sequence[str], 
     import torch
 
     torch.set_num_threads(1)
-    from swat_edge.files import atomic_write_bytes
     from swat_edge.search.embedding.storage import load_embedding
 
     embedding = load_embedding("default")
@@ -303,9 +302,7 @@ def run_datasets(script: str, argv: Sequence[str] | None, names: Sequence[str], 
               "minutes": (time.perf_counter() - t0) / 60, "datasets": rows}
     if earlier is not None:
         report["reused"] = {name: earlier["made_by"][name] for name in everything if name not in only}
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(report, indent=1).encode(), force=True)
-    atomic_write_bytes(path.with_suffix(".md"), markdown(report).encode(), force=True)
-    print(markdown(report))
+    write_report(path, report, markdown)
     return 0
 
 
@@ -326,6 +323,17 @@ def _earlier_rows(path: Path, names: Sequence[str], only: Sequence[str]) -> dict
 def stage_taken(result: Any) -> str:
     """Which input stage a search ran on: "select", "project", or "-" (no stage: few enough features)."""
     return result.input_stage or "-"
+
+
+def write_report(stem: Path, report: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """A benchmark's report as <stem>.json and its table as <stem>.md (each written whole, then renamed), the table
+    also printed."""
+    from swat_edge.files import atomic_write_bytes
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(report, indent=1) + "\n").encode(), force=True)
+    atomic_write_bytes(stem.with_suffix(".md"), markdown(report).encode(), force=True)
+    print(markdown(report))
 
 
 def provenance_lines(report: dict[str, Any]) -> list[str]:

@@ -16,7 +16,6 @@ benchmarks/results/large_data{,_quick}.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -110,7 +109,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from swat_edge.files import atomic_write_bytes
+    from benchmarks.compare_run import write_report
     from swat_edge.search.embedding.storage import load_embedding
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -136,12 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/large_data.py" + (" --quick" if args.quick else "")
     report = {"command": command, "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
               "minutes": (time.perf_counter() - t0) / 60, "rows": rows}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "large_data_quick" if args.quick else "large_data"
-    atomic_write_bytes(out / f"{stem}.json", (json.dumps(report, indent=1) + "\n").encode(), force=True)
-    atomic_write_bytes(out / f"{stem}.md", markdown(report).encode(), force=True)
-    print(markdown(report))
+    write_report(Path(args.out) / ("large_data_quick" if args.quick else "large_data"), report, markdown)
     return 0
 
 

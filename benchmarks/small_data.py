@@ -19,7 +19,6 @@ latency and where it came from. Writes benchmarks/results/small_data{,_quick}.{j
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -136,14 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"command": "python benchmarks/small_data.py" + (" --quick" if args.quick else ""),
               "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
               "minutes": (time.perf_counter() - t0) / 60, "rows": rows}
-    from swat_edge.files import atomic_write_bytes
+    from benchmarks.compare_run import write_report
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "small_data_quick" if args.quick else "small_data"
-    atomic_write_bytes(out / f"{stem}.json", (json.dumps(report, indent=1) + "\n").encode(), force=True)
-    atomic_write_bytes(out / f"{stem}.md", markdown(report).encode(), force=True)
-    print(markdown(report))
+    write_report(Path(args.out) / ("small_data_quick" if args.quick else "small_data"), report, markdown)
     return 0
 
 
