@@ -55,7 +55,7 @@ def _fmt_ops(histogram: dict[str, int]) -> str:
     return ", ".join(f"{op} {n}" for op, n in histogram.items())
 
 
-def counted(count: int, noun: str) -> str:
+def _counted(count: int, noun: str) -> str:
     """'1 feature', '3 features'."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -200,7 +200,7 @@ def print_decoder_comparison(rows: Sequence[DecoderComparisonRow]) -> None:
 def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Embedding, *, starts: int, steps: int) -> None:
     family = embedding.config.family
     _say(f"searching {dataset.n_rows} rows of {data} ({', '.join(dataset.target_names)} from "
-         f"{counted(len(dataset.feature_names), 'feature')}) for {target}: depths {family.min_depth}-{family.max_depth} x "
+         f"{_counted(len(dataset.feature_names), 'feature')}) for {target}: depths {family.min_depth}-{family.max_depth} x "
          f"{starts} starts, {steps} steps; embedding {embedding.source} ({embedding.steps} training steps)")
     if dataset.missing_note:
         stdout.print(f"missing values: {dataset.missing_note}", markup=False, soft_wrap=True)
@@ -216,7 +216,8 @@ def print_search_start(data: Path, dataset: Dataset, target: str, embedding: Emb
 @contextmanager
 def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[str], None]]]:
     """(progress, stage) callbacks for run_search: a bar over the latent steps with the loss, one line per later
-    stage, and under the fine-tuning line a bar over its fits with the best validation MSE so far."""
+    stage, and under the fine-tuning and polishing lines a bar over their fits (rounds) with the best validation MSE
+    so far."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     def new_bar(label: str, total: int) -> dict[str, Any]:
@@ -264,8 +265,8 @@ def print_budgets_missed(result: SearchResult, target: str, budget_us: float | N
                                    f"size <= {budget_bytes:g} bytes" if budget_bytes else "") if x)
     stderr.print(
         f"FAILED: no candidate met the budgets ({limits}) on {target}; closest: depth {c.depth}, predicted "
-        f"{c.latency_us:.1f} us and {c.size_bytes:.0f} bytes, {counted(c.nonzero_params, 'non-zero parameter')}, "
-        f"{counted(c.active_neurons, 'active neuron')}, validation MSE {c.val_mse:.3g} (latent only); relax "
+        f"{c.latency_us:.1f} us and {c.size_bytes:.0f} bytes, {_counted(c.nonzero_params, 'non-zero parameter')}, "
+        f"{_counted(c.active_neurons, 'active neuron')}, validation MSE {c.val_mse:.3g} (latent only); relax "
         "--latency-budget/--size-budget or choose another --target; nothing written", markup=False,
     )
     if result.candidates:  # what the target can reach, so the user sees which budget would be met
@@ -327,8 +328,8 @@ def print_search_result(result: SearchResult, files: RunFiles, target: str, seco
     m, pred = card["model"], card["predicted"]
     acts = ", ".join(f"{k} {v}" for k, v in m["activations"].items()) or "none"
     _say(f"model: widths {'-'.join(map(str, [m['widths'][0], *m['active_widths'], m['widths'][-1]]))} "
-         f"(active), {counted(m['nonzero_params'], 'non-zero parameter')}, "
-         f"{counted(m['active_neurons'], 'active neuron')} ({acts})")
+         f"(active), {_counted(m['nonzero_params'], 'non-zero parameter')}, "
+         f"{_counted(m['active_neurons'], 'active neuron')} ({acts})")
     measured = card.get("measured")
     here = f"; measured here {measured['p50_us']:.1f} us (median)" if measured else ""
     _say(f"predicted on {target} ({pred['provenance']} profile): {pred['latency_us']:.1f} us per call, "

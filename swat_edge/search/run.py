@@ -108,8 +108,9 @@ class SearchSettings:
     lm_max_params: int = 1000
     # LM fits on at most this many training rows and stops early on at most this many validation rows, beyond it
     # on that many drawn at random (the same for every network; the candidates are then scored on every validation
-    # row): an iteration costs rows x parameters^2. On 200,000 training rows a search took 105 s instead of 476 s,
-    # and Adam on every row ended 100x less accurate (benchmarks/large_data.py).
+    # row): an iteration costs rows x parameters^2. On 200,000 training rows a search took 105-214 s instead of
+    # 476-557 s; Adam on every row ended at 1,295x (noiseless) and 5.4x (excess over the noise) the test error of LM
+    # on every row, LM on the sample at 10x and 1.08x (benchmarks/large_data.py).
     lm_max_rows: int = 50_000
     fit: FitSettings = FitSettings()
     finetune_lr: float = 0.03  # Adam: cosine-decayed to finetune_final_lr
@@ -628,6 +629,8 @@ def run_search(
     fitted network becomes a classifier outputting logits, with its figures per split. `jobs` > 1 fits the
     reference networks in jobs - 1 worker processes (threads where workers.worker_processes() is false, or with
     Adam) while the latent search runs, and then each polishing round's second copy (the same model for any number).
+    `progress(done, total, info)` hears the latent search's steps, then fine-tuning's fits and polishing's rounds
+    (info["stage"] "fine-tune" and "polish", with the best validation MSE so far).
     The workers may come from multiprocessing's fork server (workers.start_method), so a script calling this with
     jobs > 1 guards its top level with `if __name__ == "__main__":`, as multiprocessing asks."""
     if jobs < 1:
