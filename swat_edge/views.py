@@ -220,14 +220,15 @@ def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[st
     so far."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def new_bar(label: str, total: int) -> dict[str, Any]:
+    def new_bar(label: str, total: int) -> tuple[Progress, Any, str]:
         bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        TextColumn("{task.fields[info]}"), console=stdout, transient=False)
-        return {"bar": bar, "task": bar.add_task(label, total=total, info=""), "label": label, "open": True}
+        return bar, bar.add_task(label, total=total, info=""), label
 
-    at_hand = [new_bar("search", steps)]
+    at_hand: tuple[Progress, Any, str] | None = new_bar("search", steps)  # None after a stage line
 
     def report(step: int, total: int, info: dict) -> None:
+        nonlocal at_hand
         if info.get("stage") in ("fine-tune", "polish"):
             label, text = info["stage"], f"best val {_fmt_mse(info.get('best_val_mse'))}"
         else:
@@ -235,18 +236,19 @@ def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[st
             label = "search"
             text = (f"loss {info['train_mse']:.3g}  best val {_fmt_mse(info.get('best_val_mse'))}"
                     f"  latency {'n/a' if lat is None else f'{lat:.1f} us'}")
-        if at_hand[0]["label"] != label or not at_hand[0]["open"]:
+        if at_hand is None or at_hand[2] != label:
             stage_over()
-            at_hand[0] = new_bar(label, total)
-        bar = at_hand[0]["bar"]
+            at_hand = new_bar(label, total)
+        bar, task, _ = at_hand
         if not bar.live.is_started:
             bar.start()
-        bar.update(at_hand[0]["task"], completed=step, total=total, info=text)
+        bar.update(task, completed=step, total=total, info=text)
 
     def stage_over() -> None:
-        if at_hand[0]["bar"].live.is_started:
-            at_hand[0]["bar"].stop()
-        at_hand[0]["open"] = False  # what reports next starts a bar of its own
+        nonlocal at_hand
+        if at_hand is not None and at_hand[0].live.is_started:
+            at_hand[0].stop()
+        at_hand = None  # what reports next starts a bar of its own
 
     def stage(text: str) -> None:
         stage_over()

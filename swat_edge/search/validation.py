@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model import Layer, SparseMLP, forward
 from .classify import stratified_folds
-from .fit import fit_levenberg_marquardt
+from .fit import FitResult, FitSettings, fit_levenberg_marquardt
 from .latent import fine_tune
 from .problem import PoolEntry, Problem, Trial, _figures, _figures_of, _structure_terms
 from .references import _least_squares_line
@@ -29,8 +29,7 @@ def fit_candidate(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_
     this many rows, early-stopped on (x_val, y_val), the best iterate kept. Returns the model and its (step,
     validation MSE in raw units) history. Baselines that must get the same care call this."""
     if settings.fitter_for() == "lm":
-        (x_fit, y_fit), (x_check, y_check) = lm_sample(x_train, y_train, settings), lm_sample(x_val, y_val, settings)
-        fitted = fit_levenberg_marquardt(model, x_fit, y_fit, x_val=x_check, y_val=y_check, settings=settings.fit)
+        fitted = _levenberg_marquardt(model, x_train, y_train, x_val, y_val, settings)
         return fitted.model, fitted.history
     history: list[tuple[int, float]] = []
     tuned = fine_tune(model, x_train, y_train, x_val=x_val, y_val=y_val, steps=settings.finetune_steps,
@@ -53,6 +52,15 @@ def lm_sample(x: np.ndarray, y: np.ndarray, settings: SearchSettings) -> tuple[n
     """(x, y) on lm_rows' rows: the arrays themselves when that is all of them."""
     rows = lm_rows(len(x), settings)
     return (x, y) if rows is None else (x[rows], y[rows])
+
+
+def _levenberg_marquardt(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+                         y_val: np.ndarray, settings: SearchSettings, fit: FitSettings | None = None) -> FitResult:
+    """Levenberg-Marquardt as every fit of the search runs it: on lm_sample's training rows, stopped on its
+    validation rows, with settings.fit (or `fit`)."""
+    (x_fit, y_fit), (x_check, y_check) = lm_sample(x_train, y_train, settings), lm_sample(x_val, y_val, settings)
+    return fit_levenberg_marquardt(model, x_fit, y_fit, x_val=x_check, y_val=y_check,
+                                   settings=settings.fit if fit is None else fit)
 
 
 def _trial(problem: Problem, entry: PoolEntry, tuned: SparseMLP, val_scaled: float,
@@ -103,11 +111,8 @@ def _fitted(fit_entry: Callable[[PoolEntry], Trial], entry: PoolEntry) -> list[T
 
 def _screened(problem: Problem, fit_entry: Callable[[PoolEntry], Trial], rest: list[PoolEntry]) -> list[Trial]:
     short = replace(problem.settings.fit, max_iterations=problem.settings.dense_reference_screen_iterations)
-    # the rows every fit of the search fits on and stops on
-    x_fit, y_fit = lm_sample(problem.x_train, problem.y_train, problem.settings)
-    x_check, y_check = lm_sample(problem.x_val, problem.y_val, problem.settings)
-    screened = [fit_levenberg_marquardt(entry.model, x_fit, y_fit, x_val=x_check, y_val=y_check, settings=short)
-                for entry in rest]
+    screened = [_levenberg_marquardt(entry.model, problem.x_train, problem.y_train, problem.x_val, problem.y_val,
+                                     problem.settings, short) for entry in rest]
     ranked = sorted(range(len(rest)), key=lambda k: (screened[k].val_mse, k))
     best = ranked[:problem.settings.dense_reference_screened_best]
     return [fit_entry(replace(rest[k], model=screened[k].model)) for k in sorted(best)]
