@@ -128,6 +128,8 @@ def main() -> None:
                         help="budget levels (e.g. q3,unbounded) at which the sweep's best network is rebuilt from "
                              "its best restart and polished as the search polishes its chosen one, and the search "
                              "also scored against that")
+    parser.add_argument("--points", help="with --budgeted-only: write each budgeted comparison (task, level, the "
+                                         "search's and the sweep's chosen points) to this JSON file, for analysis")
     args = parser.parse_args()
     polish_levels = [level for level in args.polish_sweep.split(",") if level]
     if unknown := sorted(set(polish_levels) - set(compare_tables.LEVELS)):
@@ -150,6 +152,7 @@ def main() -> None:
     against_polished: dict[str, list] = {level: [] for level in polish_levels}
     # with --budgeted-only, the budgeted searches against the sweep's best polished, at the polished levels
     budgeted_polished: dict[str, list] = {level: [] for level in polish_levels if level in budgeted}
+    chosen_points: list[dict] = []  # --points
     for slug in [s.strip() for s in args.tasks.split(",") if s.strip()]:
         entry = cached_entry(args, slug)
         if entry is None:
@@ -168,7 +171,9 @@ def main() -> None:
         if args.budgeted_only:
             print(slug, end=":", flush=True)
             score_budgeted(task, split, settings, embedding, target, row, args.jobs, budgeted,
-                           budgeted_polished)
+                           budgeted_polished, chosen_points)
+            if args.points:
+                Path(args.points).write_text(json.dumps(chosen_points, indent=1))
             continue
         methods, wall = {}, {}
         t0 = time.perf_counter()
@@ -239,10 +244,11 @@ def print_budgeted(budgeted: dict[str, list], end: str = "|") -> None:
 
 
 def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: int, out: dict[str, list],
-                   against_polished: dict[str, list] | None = None) -> None:
+                   against_polished: dict[str, list] | None = None, chosen: list[dict] | None = None) -> None:
     """One search per budget level with that latency budget given; each level's comparison with the sweep (the
     best of each within the budget, chosen on validation) appended to out[level], and at the levels of
-    against_polished the comparison with that sweep network polished (polished_sweep_point)."""
+    against_polished the comparison with that sweep network polished (polished_sweep_point); each level's chosen
+    points appended to `chosen` when given."""
     levels = compare_tables.budget_levels(row, target.name)
     sweep = row["methods"]["dense_sweep"]
     against_polished = against_polished or {}
@@ -267,6 +273,10 @@ def score_budgeted(task, split, settings, embedding, target, row: dict, jobs: in
             against_polished[level].append(comparison)
             cells[-1] += (", polished sweep " + ("-" if comparison is None or comparison[1] is None
                                                   else f"{comparison[1]:.2f}"))
+        if chosen is not None:
+            chosen.append({"task": row["task"], "level": level, "budget_us": levels[level], "search_s": wall,
+                           "search": ours, "sweep": best_sweep, "polished_sweep": polished.get(
+                               best_sweep["label"]) if best_sweep is not None else None})
     print("  searched with the budget: test MSE / the sweep's: " + "; ".join(cells), flush=True)
 
 
