@@ -61,19 +61,30 @@ def _linear_entry(problem: Problem) -> PoolEntry | None:
 # MCU: libm tanhf is ~160 cycles against ~4 for a ReLU, the price of ~35 multiply-adds) is activation-bound:
 # there a tanh network of the largest width misses the small latency budgets, so its dense references add the
 # cheap activation and a half-width tanh layer (on 8 CORNN tasks under a 9.6 us cortex-m4 budget the best dense
-# network was a 2-4-1 tanh on 4, a ReLU network on the others).
+# network was a 2-4-1 tanh on 4, a ReLU network on the others), and networks of the cheap activation whose last
+# hidden layer is half tanh (MIXED_TANH_SHARE): smooth where the output is formed, at a few tanh's price, which a
+# sweep of one activation per network does not have (cortex-m4, 18 CORNN tasks searched with their median latency
+# budget: the answer on 12, its test MSE 0.01-0.94x on 11, worse on none; README, step 3).
 CHEAP_ACTIVATION_RATIO = 4.0
+MIXED_TANH_SHARE = 0.5
+
+
+def mixed_activation(cheap: str) -> str:
+    """The name of a reference shape of the cheap activation whose last hidden layer is part tanh."""
+    return f"{cheap}+tanh"
 
 
 def reference_shapes(target: TargetProfile, max_width: int, depths: Iterable[int]) -> tuple[tuple[int, int, str], ...]:
     """The search's dense references on this target as (depth, width, activation): tanh at the largest width
-    for each depth; on an activation-bound target also the cheapest of relu / leaky_relu at each depth and a
-    one-layer tanh of half the width."""
+    for each depth; on an activation-bound target also the cheapest of relu / leaky_relu at each depth, that
+    activation with a part-tanh last hidden layer at each depth (mixed_activation) and a one-layer tanh of half the
+    width."""
     depths = tuple(depths)
     shapes = [(depth, max_width, "tanh") for depth in depths]
     cheapest = min(("relu", "leaky_relu"), key=lambda a: (getattr(target.cost, f"{a}_ns"), a))
     if target.cost.tanh_ns >= CHEAP_ACTIVATION_RATIO * getattr(target.cost, f"{cheapest}_ns"):
         shapes += [(depth, max_width, cheapest) for depth in depths]
+        shapes += [(depth, max_width, mixed_activation(cheapest)) for depth in depths]
         if max_width >= 2 and 1 in depths:
             shapes.append((1, max_width // 2, "tanh"))
     return tuple(shapes)
@@ -108,14 +119,27 @@ def largest_network_params(problem: Problem) -> int:
     return first + width + (depth - 1) * (width * width + width) + (width + 1) * problem.y_train.shape[1]
 
 
+def reference_network(widths: tuple[int, ...], activation: str, seed: int) -> SparseMLP:
+    """A seeded random dense network of a reference shape (inputs, hidden..., outputs) and activation as
+    reference_shapes names it: one for every neuron, or mixed_activation's (the first MIXED_TANH_SHARE of the last
+    hidden layer's neurons tanh)."""
+    body, _, head = activation.partition("+")
+    network = random_model(widths, activations=body, per_layer=True, seed=seed, normalization=False)
+    if not head:
+        return network
+    last = network.hidden[-1]
+    heads = max(1, round(MIXED_TANH_SHARE * last.n_out))
+    activations = tuple(head if i < heads else body for i in range(last.n_out))
+    return network.replace(hidden=(*network.hidden[:-1], Layer.make(last.weight, last.bias, activations, last.mask)))
+
+
 def _dense_start(problem: Problem, depth: int, width: int, activation: str, restart: int) -> SparseMLP:
     """A seeded dense start of the shape, scaled and labelled as the search's reference: on every feature, or on
     the input stage's inputs and expanded to every feature (references_read_every_feature)."""
     every = references_read_every_feature(problem)
     n_in = problem.n_inputs if every else problem.latent_inputs
-    widths = (n_in, *([width] * depth), problem.y_train.shape[1])
-    start = random_model(widths, activations=activation, per_layer=True, seed=problem.settings.seed + restart,
-                         normalization=False)
+    start = reference_network((n_in, *([width] * depth), problem.y_train.shape[1]), activation,
+                              seed=problem.settings.seed + restart)
     fields = problem.model_fields
     if not every:
         start = expand_inputs(start.replace(**problem.stage_fields), problem.stage,
@@ -157,8 +181,10 @@ def _dense_entries(problem: Problem, family: Any, starts: int) -> list[PoolEntry
 
 
 def _reference_shape(entry: PoolEntry) -> tuple[int, int, str]:
-    """A dense reference's (depth, width, activation)."""
-    return entry.snapshot.depth, entry.model.hidden[0].n_out, entry.model.hidden[0].activations[0]
+    """A dense reference's (depth, width, activation), as reference_shapes names it."""
+    kinds = {a for layer in entry.model.hidden for a in layer.activations}
+    activation = next(iter(kinds)) if len(kinds) == 1 else "+".join(sorted(kinds, key=lambda a: (a == "tanh", a)))
+    return entry.snapshot.depth, entry.model.hidden[0].n_out, activation
 
 
 def _best_restarts(trials: list[Trial]) -> list[Trial]:

@@ -243,41 +243,51 @@ def test_a_refit_worse_than_its_folds_is_replaced_by_the_best_fold_model(tiny, m
 def test_reference_shapes_follow_what_the_target_charges_for_an_activation() -> None:
     # onnxruntime charges a tanh about 2x a ReLU (both tiny next to a node): the tanh references only
     assert reference_shapes(load_target("raspi4"), 8, (1, 2)) == ((1, 8, "tanh"), (2, 8, "tanh"))
-    # generated C on a Cortex-M4: tanhf 2,000 ns, ReLU 50 ns; add the cheap activation and a half-width tanh
+    # generated C on a Cortex-M4: tanhf 2,000 ns, ReLU 50 ns; add the cheap activation, the cheap one with a
+    # half-tanh last hidden layer and a half-width tanh
     m4 = load_target("cortex-m4")
     assert m4.cost.tanh_ns >= 4 * m4.cost.relu_ns
     assert reference_shapes(m4, 8, (1, 2)) == ((1, 8, "tanh"), (2, 8, "tanh"), (1, 8, "relu"), (2, 8, "relu"),
-                                               (1, 4, "tanh"))
-    assert reference_shapes(m4, 8, (2,)) == ((2, 8, "tanh"), (2, 8, "relu"))
+                                               (1, 8, "relu+tanh"), (2, 8, "relu+tanh"), (1, 4, "tanh"))
+    assert reference_shapes(m4, 8, (2,)) == ((2, 8, "tanh"), (2, 8, "relu"), (2, 8, "relu+tanh"))
+
+
+def test_a_mixed_reference_is_the_cheap_activation_with_half_its_last_hidden_layer_tanh() -> None:
+    from swat_edge.search.references import reference_network
+
+    network = reference_network((2, 6, 6, 1), "relu+tanh", seed=0)
+    assert network.hidden[0].activations == ("relu",) * 6
+    assert network.hidden[1].activations == ("tanh",) * 3 + ("relu",) * 3
+    # the same weights as the plain network of the cheap activation: only the activations differ
+    plain = reference_network((2, 6, 6, 1), "relu", seed=0)
+    assert all(np.array_equal(a.weight, b.weight) for a, b in zip(network.hidden, plain.hidden))
+    assert reference_network((2, 1, 1), "relu+tanh", seed=0).hidden[0].activations == ("tanh",)
 
 
 def test_each_reference_shape_is_one_candidate_the_best_of_its_restarts(tiny) -> None:
     data = _line_data(n=300)
     result = run_search(data, embedding=tiny, target=load_target("cortex-m4"),
                         settings=dataclasses.replace(FAST, dense_reference_restarts=2))
-    # the candidates are compiled (dead neurons go), so widths may shrink; depth and activation stay
-    dense = [(c.depth, m.hidden[0].activations[0])
+    # the candidates are compiled (dead neurons go), so widths may shrink; depth and activations stay
+    dense = [(c.depth, "+".join(sorted({a for layer in m.hidden for a in layer.activations})))
              for c, m in zip(result.candidates, result.candidate_models) if c.origin == "dense"]
     assert sorted(dense) == sorted([(1, "tanh"), (2, "tanh"), (3, "tanh"), (1, "relu"), (2, "relu"), (3, "relu"),
-                                    (1, "tanh")])
+                                    (1, "relu+tanh"), (2, "relu+tanh"), (3, "relu+tanh"), (1, "tanh")])
 
 
 def test_a_latency_budget_narrows_each_reference_to_the_widest_that_fits(tiny) -> None:
     """Under a budget that the family's widest networks miss, each reference depth keeps the widest dense shape
     that meets it (one wider breaks it) instead of dropping out; without a budget nothing is narrowed."""
     from swat_edge.device.cost import estimate
-    from swat_edge.model import random_model
     from swat_edge.search.objective import Budgets
     from swat_edge.search.problem import _prepare_problem
-    from swat_edge.search.references import _reference_pool, _reference_shape
+    from swat_edge.search.references import _reference_pool, _reference_shape, reference_network
 
     m4 = load_target("cortex-m4")
     data = _line_data(n=300)
 
     def latency_us(depth: int, width: int, activation: str) -> float:
-        dense = random_model((1, *([width] * depth), 1), activations=activation, per_layer=True, seed=0,
-                             normalization=False)
-        return float(estimate(dense, m4).latency_us[0])
+        return float(estimate(reference_network((1, *([width] * depth), 1), activation, seed=0), m4).latency_us[0])
 
     widest = tiny.config.family.max_width
     # the widest depth-1 tanh misses the budget by one neuron; every ReLU network is cheaper
