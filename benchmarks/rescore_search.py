@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--points", help="with --budgeted-only: write each budgeted comparison (task, level, the "
                                          "search's and the sweep's chosen points) to this JSON file, for analysis")
     args = parser.parse_args()
+    if args.points and not args.budgeted_only:
+        parser.error("--points needs --budgeted-only (it writes the budgeted searches' chosen points)")
     polish_levels = [level for level in args.polish_sweep.split(",") if level]
     if unknown := sorted(set(polish_levels) - set(compare_tables.LEVELS)):
         parser.error(f"--polish-sweep {','.join(unknown)}: use levels of {','.join(compare_tables.LEVELS)}")
@@ -172,7 +174,7 @@ def main() -> None:
             print(slug, end=":", flush=True)
             score_budgeted(task, split, settings, embedding, target, row, args.jobs, budgeted,
                            budgeted_polished, chosen_points)
-            if args.points:
+            if args.points:  # after every task, so an interrupted run keeps what it finished
                 Path(args.points).write_text(json.dumps(chosen_points, indent=1))
             continue
         methods, wall = {}, {}

@@ -183,7 +183,7 @@ def _dense_entries(problem: Problem, family: Any, starts: int) -> list[PoolEntry
 def _reference_shape(entry: PoolEntry) -> tuple[int, int, str]:
     """A dense reference's (depth, width, activation), as reference_shapes names it."""
     kinds = {a for layer in entry.model.hidden for a in layer.activations}
-    activation = next(iter(kinds)) if len(kinds) == 1 else "+".join(sorted(kinds, key=lambda a: (a == "tanh", a)))
+    activation = kinds.pop() if len(kinds) == 1 else mixed_activation(*(kinds - {"tanh"}))
     return entry.snapshot.depth, entry.model.hidden[0].n_out, activation
 
 
