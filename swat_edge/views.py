@@ -229,7 +229,7 @@ def search_progress(steps: int) -> Iterator[tuple[ProgressCallback, Callable[[st
 
     def report(step: int, total: int, info: dict) -> None:
         nonlocal at_hand
-        if info.get("stage") in ("fine-tune", "polish"):
+        if info.get("stage") in ("fine-tune", "polish", "prune"):
             label, text = info["stage"], f"best val {_fmt_mse(info.get('best_val_mse'))}"
         else:
             lat = info.get("latency_us")

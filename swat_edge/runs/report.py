@@ -347,7 +347,8 @@ def front_svg(card: dict[str, Any], *, width: int = 620, height: int = 320) -> s
     if len(front) > 1:
         path = " ".join(f"{frame.px(c['latency_us']):.1f},{frame.py(c['finetuned_val_mse']):.1f}" for c in front)
         body.append(f'<polyline points="{path}" fill="none" stroke="{_SERIES_COLORS[0]}" stroke-width="1.5"/>')
-    colors = {"search": _SERIES_COLORS[0], "dense": _SERIES_COLORS[1], "linear": _SERIES_COLORS[2]}
+    colors = {"search": _SERIES_COLORS[0], "dense": _SERIES_COLORS[1], "linear": _SERIES_COLORS[2],
+              "pruned": _SERIES_COLORS[3]}
     for c in cands:
         x, y = frame.px(c["latency_us"]), frame.py(c["finetuned_val_mse"])
         body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if c["on_front"] else 3}" '

@@ -9,7 +9,8 @@ Two phases share one iteration budget. First variable projection (Golub & Pereyr
 hidden stack the output layer's best weights are a least-squares solve, so LM moves only the hidden parameters and
 the output layer is solved at every evaluation; then LM on every parameter from the best iterate, which goes on
 where the projected problem stalls. Every accepted step is checked on the validation rows (the best iterate that
-float32 reproduces is kept). numpy only (float64, one BLAS thread): deterministic for the same inputs on CPU.
+float32 reproduces is kept). numpy only (float64, one BLAS thread; J^T J of the larger networks in float32,
+FitSettings.float32_gram_min_params): deterministic for the same inputs on CPU.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import InputError
 from ..model import LEAKY_RELU_SLOPE, Layer, SparseMLP, apply_activation
 
-__all__ = ["FitSettings", "FitResult", "fit_levenberg_marquardt"]
+__all__ = ["FitSettings", "FitResult", "fit_levenberg_marquardt", "weight_curvature"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class FitSettings:
     initial_damping: float = 1e-3  # Marquardt's lambda, relative to diag(J^T J)
     max_damping: float = 1e12  # beyond it no step reduces the loss: converged
     chunk_rows: int = 16384  # rows per Jacobian block (J^T J is accumulated, J itself is never whole)
+    # J^T J in float32 (J built, projected and J^T r formed in float64) for networks with at least this many fitted
+    # parameters; 0: always float64. The Gram matrix is only LM's model of the curvature: each step is still
+    # accepted on the float64 loss and the gradient is exact, and single-precision syrk is 2.2x faster at 3,000 x
+    # 168 (12 fits of 2-8-8-1 and 2-8-8-8-1 networks on 2 CORNN tasks: 1.8x faster in all, validation MSE ratio
+    # geometric mean 0.88, within the scatter of local minima). Small networks keep float64: a 2-8-1 tanh (24
+    # fitted parameters) that converges to 1e-8 in float64 stalled at 1e-4 with a float32 Gram (3 of 4 fits).
+    float32_gram_min_params: int = 64
     # A first layer with more non-zero weights than this (a projected input stage over more than 64 features at
     # width 8) is trained within the span of its starting columns (_first_layer_basis): LM solves the square of
     # the free parameters per iteration, and a 200-8-8-8-1 tanh took 0.56 s an iteration against 0.02 s on
@@ -47,10 +55,12 @@ class FitSettings:
     max_first_layer_weights: int = 512
 
     def check(self) -> "FitSettings":
-        if self.max_iterations < 0 or self.patience < 1 or self.weight_decay < 0 or self.chunk_rows < 1:
+        if (self.max_iterations < 0 or self.patience < 1 or self.weight_decay < 0 or self.chunk_rows < 1
+                or self.float32_gram_min_params < 0):
             raise InputError(
-                "fit settings need max_iterations >= 0, patience >= 1, weight_decay >= 0 and chunk_rows >= 1, got "
-                f"{self.max_iterations}, {self.patience}, {self.weight_decay} and {self.chunk_rows}"
+                "fit settings need max_iterations >= 0, patience >= 1, weight_decay >= 0, chunk_rows >= 1 and "
+                f"float32_gram_min_params >= 0, got {self.max_iterations}, {self.patience}, {self.weight_decay}, "
+                f"{self.chunk_rows} and {self.float32_gram_min_params}"
             )
         return self
 
@@ -247,6 +257,8 @@ class _Problem:
         self.n_params = sum(self.structure.sizes[: self.n_fit])
         self.fitted_structure = _Structure(*(f[: self.n_fit] for f in (
             self.structure.weight_rows, self.structure.weight_cols, self.structure.bias_cols)))
+        low = 0 < settings.float32_gram_min_params <= self.n_params
+        self.gram_dtype = np.float32 if low else np.float64
 
     def _layers_and_last_hidden(self, theta: np.ndarray) -> tuple[tuple[Layer, ...], np.ndarray]:
         """The layers for theta (the output layer solved with projection) and the last hidden layer's output."""
@@ -280,7 +292,8 @@ class _Problem:
             x, y = self.x[start: start + step], self.y[start: start + step]
             jac, prediction = _jacobian_block(layers, self.structure, x, self.n_fit, self.project)
             residual = (prediction - y).T.reshape(-1)  # output-major, like the rows of jac
-            gram += jac.T @ jac
+            low = jac.astype(self.gram_dtype, copy=False)
+            gram += low.T @ low  # numpy's syrk (one triangle) for X.T @ X
             grad += jac.T @ residual
         n = len(self.x)
         decay = self.settings.weight_decay
@@ -386,6 +399,25 @@ def fit_levenberg_marquardt(
     # 34.5 s with 2 threads against 1.7 s with one for 100 iterations on a 2-vCPU machine under load.
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit(model, x_train, y_train, x_val, y_val, settings)
+
+
+def weight_curvature(model: SparseMLP, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per layer (hidden..., output), the mean over rows x (raw inputs) and outputs of (d output / d weight)^2 for
+    each free weight, 0 elsewhere: the diagonal of the Gauss-Newton matrix in the network's normalised units, what
+    Optimal Brain Damage ranks weights by (saliency 1/2 H_ii w_i^2)."""
+    x_n = np.asarray(x, dtype=np.float64) * model.input_scale + model.input_offset
+    layers = model.layers
+    structure = _structure(layers)
+    with threadpool_limits(limits=1, user_api="blas"):
+        jac, _ = _jacobian_block(layers, structure, x_n, len(layers), False)
+    diagonal = np.mean(jac**2, axis=0)
+    curvature, at = [], 0
+    for layer, rows, cols, biases in zip(layers, structure.weight_rows, structure.weight_cols, structure.bias_cols):
+        per_weight = np.zeros_like(layer.weight)
+        per_weight[rows, cols] = diagonal[at: at + len(rows)]
+        curvature.append(per_weight)
+        at += len(rows) + len(biases)
+    return tuple(curvature)
 
 
 def _first_layer_basis(model: SparseMLP, max_weights: int) -> np.ndarray | None:

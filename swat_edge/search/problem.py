@@ -204,7 +204,7 @@ class PoolEntry:
     model: SparseMLP
     exact: Estimate
     projected: bool  # activations projected onto one per layer
-    origin: str = "search"  # or "linear" / "dense": a reference network from outside the latent space
+    origin: str = "search"  # or "linear" / "dense": a reference network from outside the latent space; "pruned"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from .inputs import INPUT_METHODS
 from .latent import LatentRun, LatentSettings, Snapshot, optimise_latents
 from .objective import Budgets, ObjectiveWeights
 from .polish import polish
+from .prune import prune
 from .problem import (
     MIN_TRAIN_ROWS,
     MIN_VALIDATION_ROWS,
@@ -167,6 +168,12 @@ class SearchSettings:
     # with a hidden layer and the chosen one (on raspi4, whose latency is the layer count, the best 1- and 2-layer
     # networks under a 3-layer choice). Then the choice is made again among all candidates.
     polish_cheaper: int = 2
+    # Where the target charges every non-zero weight (a sparse kernel: generated C), the polished networks are then
+    # pruned (prune.py): up to prune_rounds rounds, each removing prune_share of the weights by saliency and
+    # refitting, while validation stays within `tolerance` of the network's; each refit is a candidate, the choice
+    # is made again. (Holdout split with Levenberg-Marquardt only, as polishing.)
+    prune_rounds: int = 4
+    prune_share: float = 0.25
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
     # all rows (each fold model stopped early on rows of its own, below), then refitted on all rows for the median
     # number of iterations the folds found best. (Levenberg-Marquardt only; Adam keeps the holdout split.)
@@ -201,6 +208,8 @@ class SearchSettings:
             raise UsageError(f"choice {self.choice!r}: use budget-first or weighted")
         if not self.tolerance >= 0.0:
             raise UsageError(f"--tolerance {self.tolerance:g}: give a share >= 0, e.g. 0.05 (5%)")
+        if not 0.0 < self.prune_share < 1.0:
+            raise UsageError(f"prune_share {self.prune_share:g}: give a share in (0, 1)")
         if not 0.0 <= self.cross_validation_stop_fraction < 1.0:
             raise UsageError(f"cross_validation_stop_fraction {self.cross_validation_stop_fraction:g}: give a share "
                              "in [0, 1)")
@@ -511,6 +520,50 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
     return trials, rechosen, list(polished.values()), (note,)
 
 
+def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished: list[Trial],
+                  refit: Callable[[list[SparseMLP]], list[Fitted]], counter: FitCounter | None = None
+                  ) -> tuple[list[Trial], Trial, tuple[str, ...]]:
+    """The polished networks (the chosen one first) pruned (prune.py), each refit a new trial of origin "pruned"
+    that keeps its network's depth, and the choice made again among all trials. With a note saying what pruning
+    did. Returns the trials, the chosen one and the note."""
+    settings = problem.settings
+    parents = [chosen, *(t for t in polished if t is not chosen and t.tuned.hidden)] if chosen.tuned.hidden else []
+    if not parents or settings.prune_rounds < 1:
+        return trials, chosen, ()
+    if counter is not None:
+        counter.expect(len(parents) * settings.prune_rounds)
+
+        def counted(starts: list[SparseMLP], refit=refit) -> list[Fitted]:
+            results = refit(starts)
+            for _, val, _ in results:
+                counter.add(val)
+            return results
+        refit = counted
+    chains = prune([(t.tuned, t.val_mse) for t in parents], refit, problem.x_train, rounds=settings.prune_rounds,
+                   share=settings.prune_share, tolerance=settings.tolerance)
+    if counter is not None:
+        counter.finish()
+    pruned = []
+    for parent, chain in zip(parents, chains):
+        for step in chain:
+            exact = _within_budgets(problem, step.start)
+            if exact is not None:
+                entry = replace(parent.entry, score=math.inf, model=step.start, exact=exact, origin="pruned")
+                pruned.append(_trial(problem, entry, step.model, step.val_mse, step.fitted))
+    trials = trials + pruned
+    rechosen = choose(trials, settings)  # holdout split only: no row errors
+    before, chain = model_stats(chosen.tuned).nonzero_params, chains[0]
+    kept = [step for step in chain if step.val_mse <= chosen.val_mse * (1.0 + settings.tolerance)]
+    note = (f"pruned weight by weight (the target charges every non-zero weight): the chosen network {before} -> "
+            f"{model_stats(kept[-1].model).nonzero_params if kept else before} non-zero parameters within "
+            f"{settings.tolerance:.0%} of its validation MSE ({len(chain)} refits)")
+    if len(parents) > 1:
+        note += f", and {len(parents) - 1} cheaper polished network{'s' if len(parents) > 2 else ''} of the front"
+    if rechosen.entry.origin == "pruned":
+        note += f"; chosen: a pruned network ({model_stats(rechosen.tuned).nonzero_params} non-zero parameters)"
+    return trials, rechosen, (note,)
+
+
 def _out_of_fold_errors(problem: Problem, trials: list[Trial]) -> list[np.ndarray]:
     """Each cross-validated trial's squared error per row of the training file (scaled target, mean over
     outputs): what its out-of-fold MSE averages."""
@@ -630,7 +683,8 @@ def run_search(
     reference networks in jobs - 1 worker processes (threads where workers.worker_processes() is false, or with
     Adam) while the latent search runs, and then each polishing round's second copy (the same model for any number).
     `progress(done, total, info)` hears the latent search's steps, then fine-tuning's fits and polishing's rounds
-    (info["stage"] "fine-tune" and "polish", with the best validation MSE so far).
+    (info["stage"] "fine-tune", "polish" and, on a target that charges every non-zero weight, "prune", with the
+    best validation MSE so far).
     The workers may come from multiprocessing's fork server (workers.start_method), so a script calling this with
     jobs > 1 guards its top level with `if __name__ == "__main__":`, as multiprocessing asks."""
     if jobs < 1:
@@ -796,9 +850,16 @@ def _search(
                     stage(f"polishing the chosen network and up to {settings.polish_cheaper} cheaper ones: up to "
                           f"{settings.polish_rounds} rounds of neuron resampling, {settings.polish_width} copies "
                           "each")
-                trials, best_trial, polished, polish_note = _polish_trials(problem, trials, best_trial, partial(
-                    _side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1),
-                    FitCounter(progress, "polish"))
+                refit = partial(_side_by_side, problem, background, partial(remote, len(pieces)), jobs > 1)
+                trials, best_trial, polished, polish_note = _polish_trials(problem, trials, best_trial, refit,
+                                                                           FitCounter(progress, "polish"))
+                if target.runtime.sparse_kernel:
+                    if stage is not None:
+                        stage(f"pruning the polished networks: up to {settings.prune_rounds} rounds of "
+                              f"{settings.prune_share:.0%} of their weights, while within {settings.tolerance:.0%}")
+                    trials, best_trial, prune_note = _prune_trials(problem, trials, best_trial, polished, refit,
+                                                                   FitCounter(progress, "prune"))
+                    polish_note += prune_note
         except BaseException:
             queue.cancel()  # an error or Ctrl-C: the helpers stop after the piece at hand
             raise

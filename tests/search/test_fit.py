@@ -62,19 +62,42 @@ def test_structure_stays_frozen() -> None:
     assert not np.allclose(fitted.hidden[0].weight, model.hidden[0].weight)  # and the free ones did move
 
 
+@pytest.mark.parametrize("gram_min_params", [0, 1])  # 1: J^T J in float32, as for every larger network
 @pytest.mark.parametrize("project", [False, True])
-def test_recovers_a_teacher_network(project: bool) -> None:
+def test_recovers_a_teacher_network(project: bool, gram_min_params: int) -> None:
     teacher = random_model((2, 5, 5, 1), activations="tanh", per_layer=True, seed=7)
     x, y = _data(teacher, 600, seed=1)
     x_val, y_val = _data(teacher, 200, seed=2)
     rng = np.random.default_rng(3)
     start = teacher.replace(hidden=tuple(dataclasses.replace(layer, weight=layer.weight + 0.1 * rng.normal(
         size=layer.weight.shape)) for layer in teacher.hidden))
-    settings = FitSettings(variable_projection=project, max_iterations=200, weight_decay=0.0)
+    settings = FitSettings(variable_projection=project, max_iterations=200, weight_decay=0.0,
+                           float32_gram_min_params=gram_min_params)
     result = fit_levenberg_marquardt(start, x, y, x_val=x_val, y_val=y_val, settings=settings)
     start_mse = float(np.mean((forward(start, x_val) - y_val) ** 2))
     assert result.val_mse < 1e-6 * start_mse  # a first-order optimiser gets nowhere near this in 200 steps
     assert result.val_mse == pytest.approx(float(np.mean((forward(result.model, x_val) - y_val) ** 2)), rel=1e-9)
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_larger_networks_get_a_float32_gram_and_an_exact_gradient(project: bool) -> None:
+    # J^T J is LM's curvature model only: in float32 for networks of float32_gram_min_params or more, while the
+    # gradient J^T r (what the minimum is) stays float64
+    x = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    y = np.sin(3 * x[:, :1]) * x[:, 1:]
+    for widths, expected in (((2, 8, 8, 1), np.float32), ((2, 8, 1), np.float64)):
+        model = random_model(widths, activations="tanh", per_layer=True, seed=1, normalization=False)
+        problem = fit_module._Problem(model, x, y, FitSettings(), project=project)
+        reference = fit_module._Problem(model, x, y, FitSettings(float32_gram_min_params=0), project=project)
+        assert problem.n_params >= 64 if expected is np.float32 else problem.n_params < 64
+        assert problem.gram_dtype is expected and reference.gram_dtype is np.float64
+        theta = problem.initial()
+        gram, grad = problem.normal_equations(problem.layers_for(theta), theta)
+        exact_gram, exact_grad = reference.normal_equations(reference.layers_for(theta), theta)
+        np.testing.assert_array_equal(grad, exact_grad)
+        scale = np.sqrt(np.outer(np.diag(exact_gram), np.diag(exact_gram)))
+        assert np.max(np.abs(gram - exact_gram) / scale) < 1e-6
+        assert np.array_equal(gram, exact_gram) == (expected is np.float64)
 
 
 def test_keeps_the_best_validation_iterate() -> None:

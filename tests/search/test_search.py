@@ -252,6 +252,36 @@ def test_the_chosen_network_is_polished_in_place_on_the_front(tiny):
     assert others == [(c.origin, c.depth, c.finetuned_val_mse) for c in alone.candidates if not c.chosen]
 
 
+def test_on_a_target_that_charges_every_weight_the_polished_networks_are_pruned_into_cheaper_candidates(tiny):
+    data = _dataset(n=1200, seed=8)  # the holdout split: polished, then pruned
+    settings = dataclasses.replace(FAST, polish_rounds=2)
+    stages, reports = [], []
+    m4 = run_search(data, embedding=tiny, target=load_target("cortex-m4"), settings=settings, stage=stages.append,
+                    progress=lambda done, total, info: reports.append(info.get("stage")))
+    unpruned = run_search(data, embedding=tiny, target=load_target("cortex-m4"),
+                          settings=dataclasses.replace(settings, prune_rounds=0))
+    pruned = [(c, m) for c, m in zip(m4.candidates, m4.candidate_models) if c.origin == "pruned"]
+    assert pruned and "prune" in reports and any(s.startswith("pruning the polished networks") for s in stages)
+    assert any(note.startswith("pruned weight by weight") for note in m4.notes)
+    assert not any(c.origin == "pruned" for c in unpruned.candidates)
+    # every pruned candidate is a polished network of the front with fewer weights, so cheaper on this target
+    polished = [c for c in m4.candidates if c.polished]
+    for candidate, model in pruned:
+        assert model_stats(model).nonzero_params == candidate.nonzero_params
+        assert any(candidate.depth == parent.depth and candidate.nonzero_params < parent.nonzero_params
+                   and candidate.latency_us < parent.latency_us for parent in polished)
+    # the choice is budget-first among all candidates, the pruned ones included: never worse than the network
+    # chosen without pruning by more than the tolerance, never more expensive
+    assert m4.chosen.latency_us <= unpruned.chosen.latency_us
+    assert m4.chosen.finetuned_val_mse <= (1 + settings.tolerance) * min(
+        c.finetuned_val_mse for c in m4.candidates)
+    again = run_search(data, embedding=tiny, target=load_target("cortex-m4"), settings=settings, jobs=2)
+    assert model_to_bytes(again.model) == model_to_bytes(m4.model)  # deterministic, any number of jobs
+    # onnxruntime runs dense kernels: a zero weight costs what any weight does there, so nothing is pruned
+    raspi = run_search(data, embedding=tiny, target=load_target("raspi4"), settings=settings)
+    assert not any(c.origin == "pruned" for c in raspi.candidates)
+
+
 def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_it():
     import threading
     from concurrent.futures import ThreadPoolExecutor
