@@ -401,11 +401,16 @@ def fit_levenberg_marquardt(
         return _fit(model, x_train, y_train, x_val, y_val, settings)
 
 
+def _normalised_inputs(model: SparseMLP, x: np.ndarray) -> np.ndarray:
+    """Raw inputs in the network's normalised space, where its layers work."""
+    return np.asarray(x, dtype=np.float64) * model.input_scale + model.input_offset
+
+
 def weight_curvature(model: SparseMLP, x: np.ndarray) -> tuple[np.ndarray, ...]:
     """Per layer (hidden..., output), the mean over rows x (raw inputs) and outputs of (d output / d weight)^2 for
     each free weight, 0 elsewhere: the diagonal of the Gauss-Newton matrix in the network's normalised units, what
     Optimal Brain Damage ranks weights by (saliency 1/2 H_ii w_i^2)."""
-    x_n = np.asarray(x, dtype=np.float64) * model.input_scale + model.input_offset
+    x_n = _normalised_inputs(model, x)
     layers = model.layers
     structure = _structure(layers)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -436,12 +441,12 @@ def _in_basis(layer: Layer, basis: np.ndarray) -> Layer:
 
 def _fit(model: SparseMLP, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None,
          y_val: np.ndarray | None, settings: FitSettings) -> FitResult:
-    x_n = np.asarray(x_train, dtype=np.float64) * model.input_scale + model.input_offset
+    x_n = _normalised_inputs(model, x_train)
     y_n = (np.asarray(y_train, dtype=np.float64).reshape(len(x_n), -1) - model.output_offset) / model.output_scale
     if x_val is None or y_val is None:
         x_check, y_check = x_n, np.asarray(y_train, dtype=np.float64).reshape(len(x_n), -1)
     else:
-        x_check = np.asarray(x_val, dtype=np.float64) * model.input_scale + model.input_offset
+        x_check = _normalised_inputs(model, x_val)
         y_check = np.asarray(y_val, dtype=np.float64).reshape(len(x_check), -1)
     beyond = np.random.default_rng(0).uniform(-1.5, 1.5, size=(256, model.n_inputs))  # as the export checks
     basis = _first_layer_basis(model, settings.max_first_layer_weights)

@@ -38,7 +38,7 @@ def prune_weights(model: SparseMLP, scores: tuple[np.ndarray, ...], share: float
     """The network with ceil(share x its free weights) of them, the lowest scores first (ties: earlier layer,
     then row-major order), set to zero; every layer keeps at least one free weight."""
     layers = model.layers
-    free = [(layer.weight != 0.0) & layer.mask[None, :] for layer in layers]
+    free = [_free(layer) for layer in layers]
     ranked = sorted((float(score[i, j]), index, int(i), int(j))
                     for index, (score, is_free) in enumerate(zip(scores, free))
                     for i, j in zip(*np.nonzero(is_free)))
@@ -64,6 +64,7 @@ class Pruned(Generic[Fitted]):
     start: SparseMLP  # as pruned, before the refit
     val_mse: float
     fitted: Fitted  # what refit returned with it
+    within: bool  # within the tolerance of the network's validation MSE: the chain went on from it
 
 
 def prune(models: list[tuple[SparseMLP, float]],
@@ -92,13 +93,19 @@ def prune(models: list[tuple[SparseMLP, float]],
         if not starts:
             break
         for k, start, (fitted_model, val, extra) in zip(owners, starts, refit(starts)):
-            chains[k].append(Pruned(fitted_model, start, val, extra))
-            if val <= models[k][1] * (1.0 + tolerance):
+            within = val <= models[k][1] * (1.0 + tolerance)
+            chains[k].append(Pruned(fitted_model, start, val, extra, within))
+            if within:
                 current[k] = (fitted_model, val)
             else:
                 live[k] = False
     return chains
 
 
+def _free(layer: Layer) -> np.ndarray:
+    """Which weights the fitter moves: non-zero, into an active neuron."""
+    return (layer.weight != 0.0) & layer.mask[None, :]
+
+
 def _free_weights(model: SparseMLP) -> int:
-    return sum(int(((layer.weight != 0.0) & layer.mask[None, :]).sum()) for layer in model.layers)
+    return sum(int(_free(layer).sum()) for layer in model.layers)

@@ -483,6 +483,17 @@ def cheaper_to_polish(trials: list[Trial], chosen: Trial, count: int) -> list[Tr
     return picked
 
 
+def _counted(refit: Callable[[list[SparseMLP]], list[Fitted]], counter: FitCounter, *, each_start: bool
+             ) -> Callable[[list[SparseMLP]], list[Fitted]]:
+    """refit, counting on `counter` each start it fits (each_start) or each call (its best validation MSE)."""
+    def counted(starts: list[SparseMLP]) -> list[Fitted]:
+        results = refit(starts)
+        for val in [val for _, val, _ in results] if each_start else [min(val for _, val, _ in results)]:
+            counter.add(val)
+        return results
+    return counted
+
+
 def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
                    refit: Callable[[list[SparseMLP]], list[Fitted]], counter: FitCounter | None = None
                    ) -> tuple[list[Trial], Trial, list[Trial], tuple[str, ...]]:
@@ -496,12 +507,7 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
     targets = [chosen, *cheaper_to_polish(trials, chosen, settings.polish_cheaper)]
     if counter is not None:  # rounds: each a refit of polish_width starts
         counter.expect(len(targets) * settings.polish_rounds)
-
-        def counted(starts: list[SparseMLP], refit=refit) -> list[Fitted]:
-            results = refit(starts)
-            counter.add(min(val for _, val, _ in results))
-            return results
-        refit = counted
+        refit = _counted(refit, counter, each_start=False)
     polished, summaries = {}, []
     for k, trial in enumerate(targets):
         polished[id(trial)], summary = _polished(problem, trial, refit, settings.seed + k)
@@ -532,13 +538,7 @@ def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished
         return trials, chosen, ()
     if counter is not None:
         counter.expect(len(parents) * settings.prune_rounds)
-
-        def counted(starts: list[SparseMLP], refit=refit) -> list[Fitted]:
-            results = refit(starts)
-            for _, val, _ in results:
-                counter.add(val)
-            return results
-        refit = counted
+        refit = _counted(refit, counter, each_start=True)
     chains = prune([(t.tuned, t.val_mse) for t in parents], refit, problem.x_train, rounds=settings.prune_rounds,
                    share=settings.prune_share, tolerance=settings.tolerance)
     if counter is not None:
@@ -553,7 +553,7 @@ def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished
     trials = trials + pruned
     rechosen = choose(trials, settings)  # holdout split only: no row errors
     before, chain = model_stats(chosen.tuned).nonzero_params, chains[0]
-    kept = [step for step in chain if step.val_mse <= chosen.val_mse * (1.0 + settings.tolerance)]
+    kept = [step for step in chain if step.within]
     note = (f"pruned weight by weight (the target charges every non-zero weight): the chosen network {before} -> "
             f"{model_stats(kept[-1].model).nonzero_params if kept else before} non-zero parameters within "
             f"{settings.tolerance:.0%} of its validation MSE ({len(chain)} refits)")
