@@ -190,8 +190,11 @@ def main() -> None:
                                                 float("inf"))
             sweep = compare_tables.choose_within(r["methods"]["dense_sweep"], target.name, float("inf"))
             ratios.append(swat["test_mse"] / sweep["test_mse"])
+        chosen, largest = compare_tables.chosen_point(fresh, target.name), compare_tables.dense_8x4(fresh)
+        size = "" if largest is None else f" ({largest['nonzero'] / chosen['nonzero']:.1f}x fewer than 2-8-8-8-8-1)"
         print(f"{slug} (cache {entry['fingerprint']}): search {walls[-1]:.1f} s; unbounded test MSE / the sweep's: "
-              + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}", flush=True)
+              + ("" if args.reprice else f"cached {ratios[0]:.2f}, ") + f"now {ratios[-1]:.2f}; chosen: "
+              f"{chosen['nonzero']} non-zero parameters{size}", flush=True)
         if args.budgeted:
             score_budgeted(task, split, settings, embedding, target, fresh, args.jobs, budgeted)
         if polish_levels:

@@ -1,6 +1,7 @@
 """Pruning a fitted network weight by weight where the target charges every non-zero weight (generated C: each is
 a multiply-add and 4 bytes): remove the least salient share of its weights, refit, and go on while validation
-stays within a tolerance; each refit is a cheaper point of the trade-off.
+stays within a limit (for the chosen network: what the choice still takes as near the best); each refit is a
+cheaper point of the trade-off.
 
 Saliency is Optimal Brain Damage's (LeCun, Denker & Solla 1990): 1/2 H_ii w_i^2 with H the Gauss-Newton matrix of
 the network's output, the loss a weight's removal costs to second order at a minimum. The refit starts from the
@@ -64,27 +65,29 @@ class Pruned(Generic[Fitted]):
     start: SparseMLP  # as pruned, before the refit
     val_mse: float
     fitted: Fitted  # what refit returned with it
-    within: bool  # within the tolerance of the network's validation MSE: the chain went on from it
+    within: bool  # validation MSE within the network's limit: the chain went on from it
 
 
 def prune(models: list[tuple[SparseMLP, float]],
           refit: Callable[[list[SparseMLP]], list[tuple[SparseMLP, float, Fitted]]],
-          x_train: np.ndarray, *, rounds: int, share: float, tolerance: float) -> list[list[Pruned[Fitted]]]:
-    """For each (network, validation MSE), up to `rounds` rounds of pruning: each removes `share` of the free
-    weights with the lowest saliency on x_train (prune_weights), refits with refit(starts) -> [(model, validation
-    MSE, anything the caller keeps)], and goes on from the refit while its validation MSE is within `tolerance`
-    of the network's. The networks' rounds are refitted side by side (one refit call per round). Returns each
-    network's refits in order, the one beyond the tolerance included (a cheaper point of the trade-off).
-    Deterministic: no draws."""
+          x_train: np.ndarray, *, rounds: int, share: float) -> list[list[Pruned[Fitted]]]:
+    """For each (network, limit), `rounds` rounds of pruning: each removes a share of the free weights with the
+    lowest saliency on x_train (prune_weights), refits with refit(starts) -> [(model, validation MSE, anything the
+    caller keeps)], and goes on from the refit while its validation MSE is at most the network's limit; a refit
+    beyond it halves the share, and the next round prunes the last refit within the limit again (a quarter too
+    much may be an eighth that is not). The networks' rounds are refitted side by side (one refit call per
+    round). Returns each network's refits in order, those beyond the limit included (cheaper points of the
+    trade-off). Deterministic: no draws."""
     chains: list[list[Pruned[Fitted]]] = [[] for _ in models]
-    current = list(models)
+    current = [model for model, _ in models]
+    shares = [share] * len(models)
     live = [True] * len(models)
     for _ in range(rounds):
         starts, owners = [], []
-        for k, (model, _) in enumerate(current):
+        for k, model in enumerate(current):
             if not live[k]:
                 continue
-            start = prune_weights(model, saliency(model, x_train), share)
+            start = prune_weights(model, saliency(model, x_train), shares[k])
             if _free_weights(start) == _free_weights(model):
                 live[k] = False  # one weight per layer left
                 continue
@@ -93,12 +96,12 @@ def prune(models: list[tuple[SparseMLP, float]],
         if not starts:
             break
         for k, start, (fitted_model, val, extra) in zip(owners, starts, refit(starts)):
-            within = val <= models[k][1] * (1.0 + tolerance)
+            within = val <= models[k][1]
             chains[k].append(Pruned(fitted_model, start, val, extra, within))
             if within:
-                current[k] = (fitted_model, val)
+                current[k] = fitted_model
             else:
-                live[k] = False
+                shares[k] /= 2.0
     return chains
 
 

@@ -169,9 +169,10 @@ class SearchSettings:
     # networks under a 3-layer choice). Then the choice is made again among all candidates.
     polish_cheaper: int = 2
     # Where the target charges every non-zero weight (a sparse kernel: generated C), the polished networks are then
-    # pruned (prune.py): up to prune_rounds rounds, each removing prune_share of the weights by saliency and
-    # refitting, while validation stays within `tolerance` of the network's; each refit is a candidate, the choice
-    # is made again. (Holdout split with Levenberg-Marquardt only, as polishing.)
+    # pruned (prune.py): prune_rounds rounds, each removing prune_share of the weights by saliency (halved after a
+    # refit beyond the limit) and refitting, while validation stays near the best for the chosen network (what the
+    # choice takes) and within `tolerance` of their own for the others; each refit is a candidate, the choice is
+    # made again. (Holdout split with Levenberg-Marquardt only, as polishing.)
     prune_rounds: int = 4
     prune_share: float = 0.25
     # Below this many rows one validation split is noise: candidates are scored by k-fold cross-validation over
@@ -526,6 +527,17 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
     return trials, rechosen, list(polished.values()), (note,)
 
 
+def _prune_limits(trials: list[Trial], parents: list[Trial], settings: SearchSettings) -> list[float]:
+    """The validation MSE each parent's pruning chain stays within (prune.prune): for the chosen network (first)
+    what the budget-first choice takes as near the best, `tolerance` above the best trial's (above the chosen
+    one's, a network pruned beyond it could not be chosen); for the others, and with a weighted choice,
+    `tolerance` above their own (cheaper points of the trade-off). Holdout split: no standard-error margins."""
+    own = [t.val_mse * (1.0 + settings.tolerance) for t in parents]
+    if settings.choice != "budget-first" or not parents:
+        return own
+    return [min(t.val_mse for t in trials) * (1.0 + settings.tolerance), *own[1:]]
+
+
 def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished: list[Trial],
                   refit: Callable[[list[SparseMLP]], list[Fitted]], counter: FitCounter | None = None
                   ) -> tuple[list[Trial], Trial, tuple[str, ...]]:
@@ -539,8 +551,9 @@ def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished
     if counter is not None:
         counter.expect(len(parents) * settings.prune_rounds)
         refit = _counted(refit, counter, each_start=True)
-    chains = prune([(t.tuned, t.val_mse) for t in parents], refit, problem.x_train, rounds=settings.prune_rounds,
-                   share=settings.prune_share, tolerance=settings.tolerance)
+    limits = _prune_limits(trials, parents, settings)
+    chains = prune([(t.tuned, limit) for t, limit in zip(parents, limits)], refit, problem.x_train,
+                   rounds=settings.prune_rounds, share=settings.prune_share)
     if counter is not None:
         counter.finish()
     pruned = []
@@ -555,8 +568,9 @@ def _prune_trials(problem: Problem, trials: list[Trial], chosen: Trial, polished
     before, chain = model_stats(chosen.tuned).nonzero_params, chains[0]
     kept = [step for step in chain if step.within]
     note = (f"pruned weight by weight (the target charges every non-zero weight): the chosen network {before} -> "
-            f"{model_stats(kept[-1].model).nonzero_params if kept else before} non-zero parameters within "
-            f"{settings.tolerance:.0%} of its validation MSE ({len(chain)} refits)")
+            f"{model_stats(kept[-1].model).nonzero_params if kept else before} non-zero parameters while "
+            + ("near the best on validation" if settings.choice == "budget-first"
+               else f"within {settings.tolerance:.0%} of its validation MSE") + f" ({len(chain)} refits)")
     if len(parents) > 1:
         note += f", and {len(parents) - 1} cheaper polished network{'s' if len(parents) > 2 else ''} of the front"
     if rechosen.entry.origin == "pruned":

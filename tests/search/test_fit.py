@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from swat_edge.model import forward, random_model
+from swat_edge.model import Layer, forward, random_model
 from swat_edge.search import fit as fit_module
 from swat_edge.search.fit import FitSettings, fit_levenberg_marquardt
+from swat_edge.search.references import reference_network
 
 
 def _data(model, rows: int, seed: int, noise: float = 0.0):
@@ -98,6 +99,34 @@ def test_larger_networks_get_a_float32_gram_and_an_exact_gradient(project: bool)
         scale = np.sqrt(np.outer(np.diag(exact_gram), np.diag(exact_gram)))
         assert np.max(np.abs(gram - exact_gram) / scale) < 1e-6
         assert np.array_equal(gram, exact_gram) == (expected is np.float64)
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_the_normal_equations_from_the_losss_forward_pass_are_those_of_a_fresh_one(project: bool) -> None:
+    # LM builds the Jacobian of an accepted step from the forward pass its loss made; with a gated-off neuron
+    # and a layer of two activations (masks and per-column slopes), and several outputs
+    x = np.random.default_rng(3).uniform(-1, 1, (300, 2))
+    y = np.hstack([np.sin(3 * x[:, :1]) * x[:, 1:], np.cos(2 * x[:, 1:])])
+    model = reference_network((2, 6, 6, 2), "relu+tanh", seed=2)
+    last = model.hidden[1]  # a neuron gated off where gradients flow through it to the first layer
+    gated = Layer(weight=last.weight, bias=last.bias, activations=last.activations,
+                  mask=np.array([True, True, False, True, True, True]))
+    model = model.replace(hidden=(model.hidden[0], gated))
+    problem = fit_module._Problem(model, x, y, FitSettings(), project=project)
+    theta = problem.initial() * 1.1
+    _, layers, forward_pass = problem.loss(theta)
+    reused = problem.normal_equations(layers, theta, forward_pass)
+    fresh = problem.normal_equations(layers, theta)
+    for a, b in zip(reused, fresh):
+        np.testing.assert_array_equal(a, b)
+    if not project:  # and J^T r is the loss's gradient (the loss: a mean over rows and both outputs)
+        decay = problem.settings.weight_decay * theta
+        expected = (reused[1] - decay) + 2.0 * decay
+        for i in range(0, len(theta), 7):
+            step = np.zeros_like(theta)
+            step[i] = 1e-6
+            slope = (problem.loss(theta + step)[0] - problem.loss(theta - step)[0]) / 2e-6
+            assert slope == pytest.approx(expected[i], rel=1e-5, abs=1e-9)
 
 
 def test_keeps_the_best_validation_iterate() -> None:

@@ -64,7 +64,7 @@ def test_prune_weights_removes_the_lowest_share_and_leaves_every_layer_a_weight(
     assert all(int((layer.weight != 0).sum()) == 1 for layer in everything.layers)
 
 
-def test_a_chain_goes_on_while_within_the_tolerance_and_keeps_the_refit_beyond_it():
+def test_a_chain_goes_on_while_within_its_limit_and_halves_its_share_after_a_refit_beyond_it():
     model = random_model((2, 8, 8, 1), activations="tanh", per_layer=True, seed=3)
     assert _free(model) == 88
     x = np.random.default_rng(2).uniform(-1, 1, (200, 2))
@@ -74,11 +74,14 @@ def test_a_chain_goes_on_while_within_the_tolerance_and_keeps_the_refit_beyond_i
         calls.append(len(starts))
         return [(start, 1.0 + 0.001 * (88 - _free(start)), f"history {_free(start)}") for start in starts]
 
-    chains = prune([(model, 1.0), (model, 2.0)], refit, x, rounds=4, share=0.25, tolerance=0.05)
-    # 88 -> 66 -> 49 -> 36 -> 27 (a quarter, rounded up, each round); 1.052 after the third round is beyond 5% of
-    # 1.0: that chain ends there, its last refit kept; the other is within 5% of 2.0 throughout
-    assert [[_free(step.model) for step in chain] for chain in chains] == [[66, 49, 36], [66, 49, 36, 27]]
-    assert [step.val_mse for step in chains[0]] == pytest.approx([1.022, 1.039, 1.052])
-    assert chains[1][-1].fitted == "history 27" and _free(chains[1][-1].start) == 27
-    assert calls == [2, 2, 2, 1]  # the chains' rounds refitted side by side
-    assert prune([(model, 1.0)], refit, x, rounds=0, share=0.25, tolerance=0.05) == [[]]
+    chains = prune([(model, 1.05), (model, 2.1)], refit, x, rounds=5, share=0.25)
+    # 88 -> 66 -> 49 -> 36 (a quarter, rounded up, each round); 1.052 after the third round is beyond the limit
+    # 1.05: that refit is kept as a point, and the chain prunes 49 again by an eighth (-> 42, 1.046, within), then
+    # 42 by an eighth (-> 36, beyond again); the other is within its limit 2.1 throughout
+    assert [[_free(step.model) for step in chain] for chain in chains] == [[66, 49, 36, 42, 36],
+                                                                           [66, 49, 36, 27, 20]]
+    assert [step.val_mse for step in chains[0]] == pytest.approx([1.022, 1.039, 1.052, 1.046, 1.052])
+    assert [step.within for step in chains[0]] == [True, True, False, True, False]
+    assert chains[1][-1].fitted == "history 20" and _free(chains[1][-1].start) == 20
+    assert calls == [2, 2, 2, 2, 2]  # the chains' rounds refitted side by side
+    assert prune([(model, 1.05)], refit, x, rounds=0, share=0.25) == [[]]

@@ -282,6 +282,20 @@ def test_on_a_target_that_charges_every_weight_the_polished_networks_are_pruned_
     assert not any(c.origin == "pruned" for c in raspi.candidates)
 
 
+def test_the_chosen_network_is_pruned_while_the_choice_would_take_it_the_others_within_their_own_tolerance():
+    from types import SimpleNamespace
+
+    from swat_edge.search.run import _prune_limits
+
+    best, chosen, cheaper = (SimpleNamespace(val_mse=v) for v in (1.0, 1.04, 3.0))
+    settings = SearchSettings(tolerance=0.05)
+    # pruned beyond 1.05 (5% above the best) the chosen network could no longer be chosen; 5% above its own 1.04
+    # would let its chain go on from networks the choice never takes
+    assert _prune_limits([best, chosen, cheaper], [chosen, cheaper], settings) == pytest.approx([1.05, 3.15])
+    weighted = dataclasses.replace(settings, choice="weighted")  # a trade-off, not "near the best": its own
+    assert _prune_limits([best, chosen, cheaper], [chosen, cheaper], weighted) == pytest.approx([1.092, 3.15])
+
+
 def test_the_work_queue_runs_each_item_once_and_keeps_item_order_whoever_drains_it():
     import threading
     from concurrent.futures import ThreadPoolExecutor
