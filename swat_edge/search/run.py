@@ -529,9 +529,9 @@ def _polish_trials(problem: Problem, trials: list[Trial], chosen: Trial,
 
 def _prune_limits(trials: list[Trial], parents: list[Trial], settings: SearchSettings) -> list[float]:
     """The validation MSE each parent's pruning chain stays within (prune.prune): for the chosen network (first)
-    what the budget-first choice takes as near the best, `tolerance` above the best trial's (above the chosen
-    one's, a network pruned beyond it could not be chosen); for the others, and with a weighted choice,
-    `tolerance` above their own (cheaper points of the trade-off). Holdout split: no standard-error margins."""
+    what the budget-first choice takes as near the best, `tolerance` above the best trial's (not above its own:
+    pruned beyond the best's it could not be chosen); for the others, and with a weighted choice, `tolerance`
+    above their own (cheaper points of the trade-off). Holdout split: no standard-error margins."""
     own = [t.val_mse * (1.0 + settings.tolerance) for t in parents]
     if settings.choice != "budget-first" or not parents:
         return own
